@@ -1,0 +1,52 @@
+# transit: two commands on a fresh Debian 12 machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system venv services demo test check lint typecheck pytest stop status doctor clean
+
+setup: system venv services
+
+system:
+	@bash scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e ".[dev]" >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services: venv
+	@bash scripts/services.sh start
+
+demo: setup
+	@$(VENV)/bin/transit demo
+
+test: setup check
+
+check: lint typecheck pytest
+
+lint: venv
+	$(VENV)/bin/ruff check transit firmware_sim tests
+	$(VENV)/bin/ruff format --check transit firmware_sim tests
+
+typecheck: venv
+	$(VENV)/bin/mypy transit
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+doctor: venv
+	@$(VENV)/bin/transit doctor --json
+
+status:
+	@bash scripts/services.sh status
+
+stop:
+	@bash scripts/services.sh stop
+
+clean: stop
+	rm -rf .run

@@ -1,0 +1,1 @@
+"""Simulated GPS trackers and e-seals that speak transit's device protocols."""

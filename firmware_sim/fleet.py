@@ -1,0 +1,108 @@
+"""Drive a fleet of simulated trucks over MQTT, each logged in as its own device."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+
+from firmware_sim.truck import Truck
+from transit.broker import device_password
+from transit.config import Settings
+from transit.devices import payload as wire
+from transit.mqtt import make_client
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    """Trucks publishing telemetry and seal reports at QoS 1.
+
+    In real time, event time is the wall clock and each interval is waited out. In
+    fast mode, event time starts at ``start`` and advances one interval per step
+    without waiting: hours of driving in seconds, for tests and benchmarks.
+    """
+
+    def __init__(self, settings: Settings, trucks: list[Truck], realtime: bool = True) -> None:
+        self.settings = settings
+        self.trucks = trucks
+        self.realtime = realtime
+        self.clients: dict[str, mqtt.Client] = {}
+        self.published = 0
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+
+    def connect(self) -> None:
+        """Log every device in, with a retained ``online`` status and an ``offline`` will."""
+        for truck in self.trucks:
+            c = make_client(
+                self.settings,
+                truck.device_id,
+                device_password(self.settings.device_secret, truck.device_id),
+                client_id=truck.device_id,
+            )
+            will = wire.encode(wire.StatusV1(v=1, state="offline"))
+            c.will_set(wire.topic_for(truck.device_id, "status"), will, qos=1, retain=True)
+            connected = threading.Event()
+            c.on_connect = lambda cl, ud, fl, rc, pr, ev=connected: ev.set()
+            c.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=60)
+            c.loop_start()
+            if not connected.wait(10):
+                raise RuntimeError(f"device {truck.device_id} could not connect to the broker")
+            online = wire.StatusV1(v=1, state="online", fw="sim-1.0", t=datetime.now(UTC))
+            c.publish(wire.topic_for(truck.device_id, "status"), wire.encode(online), 1, True)
+            self.clients[truck.device_id] = c
+
+    def _publish(self, device_id: str, kind: str, model: wire.Uplink) -> None:
+        info = self.clients[device_id].publish(
+            wire.topic_for(device_id, kind), wire.encode(model), qos=1
+        )
+        self._pending.append(info)
+        self.published += 1
+
+    def run(
+        self, steps: int | None = None, start: datetime | None = None, stop: threading.Event | None = None
+    ) -> None:
+        """Publish ``steps`` reporting intervals (forever when None) for every truck."""
+        stop = stop or threading.Event()
+        interval = self.trucks[0].interval_s if self.trucks else 10.0
+        t0 = start or datetime.now(UTC)
+        wall0 = time.monotonic()
+        for truck in self.trucks:
+            for seal in truck.arm_seals(t0):
+                self._publish(truck.device_id, "seal", seal)
+        k = 0
+        while (steps is None or k < steps) and not stop.is_set():
+            k += 1
+            if self.realtime:
+                if stop.wait(max(0.0, wall0 + k * interval - time.monotonic())):
+                    break
+                t = datetime.now(UTC)
+            else:
+                t = t0 + timedelta(seconds=k * interval)
+            for truck in self.trucks:
+                telemetry, seals = truck.step(t)
+                for seal in seals:
+                    self._publish(truck.device_id, "seal", seal)
+                self._publish(truck.device_id, "telemetry", telemetry)
+            self._pending = [p for p in self._pending if not p.is_published()]
+        self.flush()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the broker has acknowledged every message published."""
+        deadline = time.monotonic() + timeout
+        for info in self._pending:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self._pending = [p for p in self._pending if not p.is_published()]
+
+    def close(self) -> None:
+        """Disconnect every device (a clean disconnect: no last will)."""
+        for device_id, c in self.clients.items():
+            off = json.dumps({"v": 1, "state": "offline"}).encode()
+            c.publish(wire.topic_for(device_id, "status"), off, qos=1, retain=True).wait_for_publish(5)
+            c.disconnect()
+            c.loop_stop()
+        self.clients.clear()

@@ -1,0 +1,90 @@
+"""Fleet scenarios: which truck drives which corridor, and which incidents it meets.
+
+A scenario is a pure function of its size and seed, so the demo's provisioning and
+the simulator agree on every device id, seal id and MRN without talking.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware_sim.route import Route
+from firmware_sim.truck import Incident, Truck
+from transit.model import make_mrn
+
+
+@dataclass
+class TruckPlan:
+    """Everything needed to declare a transit for a simulated truck and to drive it."""
+
+    device_id: str
+    mrn: str
+    corridor_id: str
+    route: list[tuple[float, float]]
+    countries: list[str]
+    office_departure: str
+    offices_transit: list[str]
+    office_destination: str
+    seal_ids: list[str]
+    start_m: float
+    speed_kmh: float
+    incidents: list[Incident] = field(default_factory=list)
+
+    def truck(self, seed: int, interval_s: float = 10.0) -> Truck:
+        """The simulated device for this plan."""
+        return Truck(
+            device_id=self.device_id,
+            route=Route(self.route),
+            seal_ids=self.seal_ids,
+            seed=seed,
+            start_m=self.start_m,
+            speed_kmh=self.speed_kmh,
+            interval_s=interval_s,
+            incidents=list(self.incidents),
+        )
+
+
+def fleet_plan(
+    network: dict[str, Any],
+    trucks: int,
+    seed: int = 1,
+    incidents: bool = True,
+    year: int = 26,
+) -> list[TruckPlan]:
+    """``trucks`` trucks spread over the network's corridors, a few with incidents.
+
+    With ``incidents``: truck 3 leaves its corridor 20 s in, truck 7 has a seal cut
+    30 s in, truck 11 leaves its corridor 60 s in (all when the fleet is that large).
+    """
+    rng = random.Random(seed)
+    corridors = [f for f in network["features"] if f["properties"]["kind"] == "corridor"]
+    plans = []
+    for i in range(trucks):
+        feat = corridors[i % len(corridors)]
+        props = feat["properties"]
+        route = [(float(c[0]), float(c[1])) for c in feat["geometry"]["coordinates"]]
+        length = Route(route).length_m
+        dev = f"TRK{seed:02d}{i:05d}"
+        plans.append(
+            TruckPlan(
+                device_id=dev,
+                mrn=make_mrn(year, props["countries"][0], f"S{seed:03d}T{i:07d}"[-12:]),
+                corridor_id=feat["id"],
+                route=route,
+                countries=list(props["countries"]),
+                office_departure=props["office_departure"],
+                offices_transit=list(props["offices_transit"]),
+                office_destination=props["office_destination"],
+                seal_ids=[f"ESL{seed:02d}-{i:06d}A", f"ESL{seed:02d}-{i:06d}B"],
+                start_m=rng.uniform(0.05, 0.8) * length,
+                speed_kmh=rng.uniform(60, 85),
+            )
+        )
+    if incidents:
+        for idx, inc in ((3, Incident("detour", 20)), (7, Incident("seal_cut", 30)),
+                         (11, Incident("detour", 60))):
+            if idx < len(plans):
+                plans[idx].incidents.append(inc)
+    return plans

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): transits, tracks and alerts under /api/v1."""

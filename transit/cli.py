@@ -1,0 +1,206 @@
+"""The ``transit`` command: every entry point of the system, wired in one place."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from transit.config import get_settings
+
+
+def _conn() -> psycopg.Connection[Any]:
+    return psycopg.connect(get_settings().database_url, connect_timeout=10)
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from transit.db.migrate import current_level, migrate
+
+    with _conn() as conn:
+        applied = migrate(conn)
+        level = current_level(conn)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
+    print(f"migrations applied: {names}; level {level}")
+    return 0
+
+
+def cmd_broker_sync(args: argparse.Namespace) -> int:
+    from transit.provision import sync_broker
+
+    with _conn() as conn:
+        n = sync_broker(conn, get_settings(), reload=not args.no_reload)
+    print(f"broker: password file and ACL written for {n} devices and the backend users")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from transit.doctor import doctor
+
+    report = doctor(get_settings())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        db, mq = report["database"], report["broker"]
+        ts = db.get("timescaledb", {})
+        print(f"database:    {'ok' if db['ok'] else 'FAIL'} {db.get('error', '')}")
+        print(f"timescaledb: {ts.get('version')} ({ts.get('edition')})")
+        print(f"hypertables: {', '.join(db.get('hypertables', [])) or 'none'}")
+        print(f"migrations:  {db.get('migrations')}")
+        print(f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}")
+    return 0 if report["ok"] else 1
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from transit.ingest.worker import IngestWorker, WorkerConfig
+
+    worker = IngestWorker(
+        get_settings(),
+        WorkerConfig(batch_size=args.batch_size, max_age_ms=args.max_age_ms,
+                     client_id=args.client_id),
+    )
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from transit.api.app import create_app
+
+    s = get_settings()
+    uvicorn.run(create_app(s), host=args.host or s.api_host, port=args.port or s.api_port,
+                log_level="warning")
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from transit.api.app import create_app
+
+    print(json.dumps(create_app().openapi(), indent=2))
+    return 0
+
+
+def cmd_geo_import(args: argparse.Namespace) -> int:
+    from transit.provision import import_geojson
+
+    doc = json.loads(Path(args.file).read_text())
+    with _conn() as conn:
+        nc, no = import_geojson(conn, doc)
+    print(f"imported {nc} corridors and {no} offices from {args.file}")
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from firmware_sim.fleet import Fleet
+    from firmware_sim.scenario import fleet_plan
+    from transit.geofence.corridor import acts_network
+    from transit.provision import import_geojson, provision_fleet, sync_broker
+
+    settings = get_settings()
+    network = acts_network()
+    plans = fleet_plan(network, args.trucks, seed=args.seed, incidents=not args.no_incidents)
+    if args.provision:
+        with _conn() as conn:
+            import_geojson(conn, network)
+            provision_fleet(conn, plans)
+            sync_broker(conn, settings)
+    fleet = Fleet(settings, [p.truck(args.seed * 1000 + i, args.interval)
+                             for i, p in enumerate(plans)], realtime=not args.fast)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    fleet.connect()
+    print(f"sim: {len(plans)} trucks on {len({p.corridor_id for p in plans})} corridors", flush=True)
+    try:
+        fleet.run(steps=args.steps, stop=stop)
+    finally:
+        fleet.close()
+    print(f"sim: published {fleet.published} messages", flush=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from transit.demo import run_demo
+
+    return run_demo(get_settings(), trucks=args.trucks, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per entry point."""
+    p = argparse.ArgumentParser(prog="transit", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+
+    br = sub.add_parser("broker", help="the MQTT broker's users and ACL")
+    brs = br.add_subparsers(dest="broker_cmd", required=True)
+    sync = brs.add_parser("sync", help="write the password file and ACL from the devices")
+    sync.add_argument("--no-reload", action="store_true", help="do not signal the broker")
+    sync.set_defaults(func=cmd_broker_sync)
+
+    doc = sub.add_parser("doctor", help="check the database, TimescaleDB and the broker")
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    doc.set_defaults(func=cmd_doctor)
+
+    ing = sub.add_parser("ingest", help="consume device messages into the database")
+    ing.add_argument("--batch-size", type=int, default=2000)
+    ing.add_argument("--max-age-ms", type=float, default=50.0)
+    ing.add_argument("--client-id", default="transit-ingest-0")
+    ing.set_defaults(func=cmd_ingest)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=cmd_api)
+
+    sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)
+
+    geo = sub.add_parser("geo", help="corridors and offices").add_subparsers(
+        dest="geo_cmd", required=True
+    )
+    gi = geo.add_parser("import", help="import corridors and offices from GeoJSON")
+    gi.add_argument("file")
+    gi.set_defaults(func=cmd_geo_import)
+
+    sim = sub.add_parser("sim", help="run a simulated fleet over MQTT")
+    sim.add_argument("--trucks", type=int, default=50)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--interval", type=float, default=10.0, help="reporting period, seconds")
+    sim.add_argument("--steps", type=int, help="reporting periods to run (default: forever)")
+    sim.add_argument("--fast", action="store_true", help="event time runs ahead, no waiting")
+    sim.add_argument("--provision", action="store_true",
+                     help="register the devices and declare their transits first")
+    sim.add_argument("--no-incidents", action="store_true", help="clean transits only")
+    sim.set_defaults(func=cmd_sim)
+
+    demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
+    demo.add_argument("--trucks", type=int, default=50)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``transit`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Runtime configuration, read from the environment (prefix ``TRANSIT_``) and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting of the system; see ``.env.example`` for what each one means."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRANSIT_",
+        env_file=(str(PROJECT_ROOT / ".env"), ".env"),
+        extra="ignore",
+    )
+
+    database_url: str = "postgresql://transit:transit@127.0.0.1:54329/transit"
+    mqtt_url: str = "mqtt://127.0.0.1:18839"
+    mqtt_ingest_user: str = "transit-ingest"
+    mqtt_ingest_password: str = ""
+    mqtt_api_user: str = "transit-api"
+    mqtt_api_password: str = ""
+    mqtt_admin_user: str = "transit-admin"
+    mqtt_admin_password: str = ""
+    device_secret: str = Field(
+        default="",
+        description="Provisioning secret: a device's MQTT password is derived from it.",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8470
+    run_dir: Path = PROJECT_ROOT / ".run"
+
+    @property
+    def mqtt_host(self) -> str:
+        """Host part of the broker URL."""
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        """Port part of the broker URL (1883 when absent)."""
+        return urlsplit(self.mqtt_url).port or 1883
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB adapter: migrations and the store. All SQL lives here."""

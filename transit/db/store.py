@@ -1,0 +1,175 @@
+"""The Postgres store: batched, idempotent writes of telemetry, alerts and dead letters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from transit.model import AlertEvent, Fix, SealEvent
+
+Conn = psycopg.Connection[Any]
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS fixes_stage
+  (time timestamptz, device_id text, seq bigint, idx integer, lat float8, lon float8,
+   speed_kmh real, course_deg real, hdop real) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS seal_stage
+  (time timestamptz, device_id text, seq bigint, seal_id text, status text, counter bigint,
+   battery_pct real, lat float8, lon float8) ON COMMIT DELETE ROWS;
+"""
+_FIX_TYPES = ["timestamptz", "text", "int8", "int4", "float8", "float8", "float4", "float4", "float4"]
+_SEAL_TYPES = ["timestamptz", "text", "int8", "text", "text", "int8", "float4", "float8", "float8"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message refused at the boundary, kept with its raw bytes for inspection."""
+
+    source: str
+    topic: str | None
+    raw: bytes
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ActiveTransit:
+    """What ingest needs to know of a transit in progress."""
+
+    mrn: str
+    tracker_id: str
+    corridor_id: str
+    seal_ids: tuple[str, ...]
+
+
+def prepare_session(conn: Conn) -> None:
+    """Create the session's staging tables (once per connection)."""
+    conn.execute(_STAGE)
+    conn.commit()
+
+
+def write_batch(
+    conn: Conn,
+    fixes: list[Fix],
+    seal_events: list[SealEvent],
+    dead_letters: list[DeadLetter],
+    alerts: list[AlertEvent],
+) -> tuple[int, list[int]]:
+    """Write one batch in one transaction. Returns (new fix rows, ids of new alerts).
+
+    Rows go through binary COPY into a staging table, then into the hypertables with
+    ``ON CONFLICT DO NOTHING``: a redelivered message writes nothing twice.
+    """
+    new_alert_ids: list[int] = []
+    with conn.transaction():
+        inserted = 0
+        if fixes:
+            with conn.cursor() as cur:
+                with cur.copy(
+                    "COPY fixes_stage (time, device_id, seq, idx, lat, lon, speed_kmh,"
+                    " course_deg, hdop) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.set_types(_FIX_TYPES)
+                    for f in fixes:
+                        cp.write_row(
+                            (f.time, f.device_id, f.seq, f.idx, f.lat, f.lon,
+                             f.speed_kmh, f.course_deg, f.hdop)
+                        )
+                cur.execute(
+                    "INSERT INTO fixes (time, device_id, seq, idx, lat, lon, speed_kmh,"
+                    " course_deg, hdop) SELECT * FROM fixes_stage ON CONFLICT DO NOTHING"
+                )
+                inserted = cur.rowcount
+        if seal_events:
+            with conn.cursor() as cur:
+                with cur.copy(
+                    "COPY seal_stage (time, device_id, seq, seal_id, status, counter,"
+                    " battery_pct, lat, lon) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.set_types(_SEAL_TYPES)
+                    for s in seal_events:
+                        cp.write_row(
+                            (s.time, s.device_id, s.seq, s.seal_id, s.status.value,
+                             s.counter, s.battery_pct, s.lat, s.lon)
+                        )
+                cur.execute(
+                    "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter,"
+                    " battery_pct, lat, lon) SELECT * FROM seal_stage ON CONFLICT DO NOTHING"
+                )
+        if dead_letters:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO dead_letters (source, topic, raw, reason, detail)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(d.source, d.topic, d.raw, d.reason, d.detail) for d in dead_letters],
+                )
+        for a in alerts:
+            if a.action == "open":
+                row = conn.execute(
+                    "INSERT INTO alerts (mrn, device_id, type, cond_key, severity, event_time,"
+                    " lat, lon, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (mrn, type, cond_key)"
+                    " WHERE cleared_at IS NULL AND status <> 'resolved' DO NOTHING RETURNING id",
+                    (a.mrn, a.device_id, a.type.value, a.key, a.severity.value, a.time,
+                     a.lat, a.lon, json.dumps(a.details)),
+                ).fetchone()
+                if row:
+                    new_alert_ids.append(int(row[0]))
+            else:
+                conn.execute(
+                    "UPDATE alerts SET cleared_at = %s,"
+                    " details = details || jsonb_build_object('cleared', %s::jsonb)"
+                    " WHERE mrn = %s AND type = %s AND cond_key = %s"
+                    " AND cleared_at IS NULL AND status <> 'resolved'",
+                    (a.time, json.dumps(a.details), a.mrn, a.type.value, a.key),
+                )
+    return inserted, new_alert_ids
+
+
+def active_transits(conn: Conn) -> dict[str, ActiveTransit]:
+    """Transits under way, keyed by their tracker's device id."""
+    rows = conn.execute(
+        "SELECT mrn, tracker_id, corridor_id, seal_ids FROM transits"
+        " WHERE status IN ('released', 'in_transit', 'overdue')"
+    ).fetchall()
+    return {r[1]: ActiveTransit(r[0], r[1], r[2], tuple(r[3])) for r in rows}
+
+
+def open_alert_keys(conn: Conn) -> set[tuple[str, str, str]]:
+    """``(mrn, type, cond_key)`` of every alert whose condition still holds."""
+    rows = conn.execute(
+        "SELECT mrn, type, cond_key FROM alerts WHERE cleared_at IS NULL AND status <> 'resolved'"
+    ).fetchall()
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def corridor_rows(conn: Conn) -> list[tuple[str, str, float, dict[str, Any], list[str], dict[str, Any]]]:
+    """Every corridor as stored: id, name, width, GeoJSON route, countries, properties."""
+    return [
+        (r[0], r[1], float(r[2]), r[3], list(r[4]), r[5])
+        for r in conn.execute(
+            "SELECT id, name, width_m, route, countries, properties FROM corridors"
+        ).fetchall()
+    ]
+
+
+def alert_as_json(conn: Conn, alert_id: int) -> dict[str, Any] | None:
+    """One alert as the API and the live topic show it."""
+    row = conn.execute(
+        "SELECT id, mrn, device_id, type, severity, status, event_time, raised_at, lat, lon,"
+        " details, cleared_at FROM alerts WHERE id = %s",
+        (alert_id,),
+    ).fetchone()
+    if not row:
+        return None
+    keys = ["id", "mrn", "device_id", "type", "severity", "status", "event_time", "raised_at",
+            "lat", "lon", "details", "cleared_at"]
+    out = dict(zip(keys, row, strict=True))
+    for k in ("event_time", "raised_at", "cleared_at"):
+        v = out[k]
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    return out

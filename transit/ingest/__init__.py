@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages in, telemetry and alerts committed, then acknowledged."""

@@ -1,0 +1,113 @@
+"""The ingest pipeline's pure part: decode, validate, check against corridors, run rules.
+
+No IO: the worker hands it raw messages and the transits under way, and writes what
+it returns. That keeps it testable without a broker or a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transit.db.store import ActiveTransit, DeadLetter
+from transit.devices import payload as wire
+from transit.geofence.corridor import Corridor
+from transit.model import AlertEvent, AlertType, Fix, SealEvent
+from transit.rules.deviation import DeviationRule, DeviationState
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One MQTT message as it came off the wire."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class BatchResult:
+    """What one batch of messages produced."""
+
+    fixes: list[Fix] = field(default_factory=list)
+    seal_events: list[SealEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Decodes messages and runs the corridor rules for the transits under way."""
+
+    def __init__(self, corridors: dict[str, Corridor], rule: DeviationRule | None = None) -> None:
+        self.corridors = corridors
+        self.rule = rule or DeviationRule()
+        self.transits: dict[str, ActiveTransit] = {}
+        self.deviation: dict[str, DeviationState] = {}
+
+    def set_transits(
+        self, transits: dict[str, ActiveTransit], open_alerts: set[tuple[str, str, str]]
+    ) -> None:
+        """Replace the transits under way; rule state is kept for those that remain."""
+        self.transits = transits
+        live = {t.mrn for t in transits.values()}
+        self.deviation = {m: s for m, s in self.deviation.items() if m in live}
+        for t in transits.values():
+            if t.mrn not in self.deviation:
+                is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in open_alerts
+                self.deviation[t.mrn] = DeviationState(alert_open=is_open)
+
+    def process(self, messages: list[RawMessage]) -> BatchResult:
+        """Decode a batch; bad messages become dead letters, never exceptions."""
+        out = BatchResult()
+        for msg in messages:
+            try:
+                device_id, model = wire.decode(msg.topic, msg.payload)
+            except wire.PayloadError as exc:
+                out.dead_letters.append(
+                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail)
+                )
+                continue
+            if isinstance(model, wire.TelemetryV1):
+                out.fixes.extend(wire.fixes_of(device_id, model))
+            elif isinstance(model, wire.SealV1):
+                out.seal_events.append(wire.seal_event_of(device_id, model))
+            else:
+                out.statuses[device_id] = model.state
+        out.alerts.extend(self._check_corridors(out.fixes))
+        return out
+
+    def _check_corridors(self, fixes: list[Fix]) -> list[AlertEvent]:
+        by_device: dict[str, list[Fix]] = {}
+        for f in fixes:
+            if f.device_id in self.transits:
+                by_device.setdefault(f.device_id, []).append(f)
+        events: list[AlertEvent] = []
+        for device_id, fs in by_device.items():
+            transit = self.transits[device_id]
+            corridor = self.corridors.get(transit.corridor_id)
+            if corridor is None:
+                continue
+            fs.sort(key=lambda f: f.time)
+            lons = np.fromiter((f.lon for f in fs), dtype=np.float64, count=len(fs))
+            lats = np.fromiter((f.lat for f in fs), dtype=np.float64, count=len(fs))
+            inside = corridor.contains(lons, lats)
+            outside_idx = np.flatnonzero(~inside)
+            dist = np.zeros(len(fs))
+            if outside_idx.size:
+                dist[outside_idx] = corridor.distance_m(lons[outside_idx], lats[outside_idx])
+            state = self.deviation.setdefault(transit.mrn, DeviationState())
+            for i, f in enumerate(fs):
+                ev = self.rule.observe(
+                    state,
+                    mrn=transit.mrn,
+                    device_id=device_id,
+                    time=f.time,
+                    inside=bool(inside[i]),
+                    lat=f.lat,
+                    lon=f.lon,
+                    distance_m=float(dist[i]),
+                )
+                if ev is not None:
+                    events.append(ev)
+        return events

@@ -1,0 +1,60 @@
+"""Loading reference data and simulated fleets into the database and the broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from transit import broker
+from transit.config import Settings
+from transit.db import reference
+from transit.db.store import Conn
+from transit.geofence.corridor import load_geojson
+
+if TYPE_CHECKING:
+    from firmware_sim.scenario import TruckPlan
+
+
+def import_geojson(conn: Conn, doc: dict[str, Any]) -> tuple[int, int]:
+    """Upsert the corridors and offices of a FeatureCollection. Returns their counts."""
+    corridors, offices = load_geojson(doc)
+    with conn.transaction():
+        for o in offices:
+            reference.upsert_office(conn, o)
+        for c in corridors:
+            reference.upsert_corridor(conn, c)
+    return len(corridors), len(offices)
+
+
+def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> None:
+    """Register each plan's tracker and declare its transit as under way."""
+    limit = datetime.now(UTC) + timedelta(hours=hours)
+    with conn.transaction():
+        for p in plans:
+            reference.register_device(conn, p.device_id, "tracker")
+            reference.declare_transit(
+                conn,
+                mrn=p.mrn,
+                tracker_id=p.device_id,
+                corridor_id=p.corridor_id,
+                office_departure=p.office_departure,
+                offices_transit=p.offices_transit,
+                office_destination=p.office_destination,
+                countries=p.countries,
+                time_limit=limit,
+                seal_ids=p.seal_ids,
+                vehicle=f"SIM {p.device_id}",
+                status="in_transit",
+            )
+            reference.finish_other_transits(conn, p.device_id, p.mrn)
+
+
+def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:
+    """Rewrite the broker's password file and ACL from the devices; reload it."""
+    ids = reference.device_ids(conn)
+    conn.commit()
+    directory = settings.run_dir / "mosquitto"
+    broker.write_files(settings, ids, directory)
+    if reload:
+        broker.reload(directory)
+    return len(ids)

@@ -1,0 +1,1 @@
+"""Alert rules over event time. Pure: no IO, the current time is an argument."""

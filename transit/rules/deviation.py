@@ -1,0 +1,91 @@
+"""Route deviation: a truck outside its corridor for longer than the debounce window.
+
+Hysteresis: the alert opens after ``debounce_s`` of continuous fixes outside, and
+clears (recorded, never erased) after ``clear_s`` of continuous fixes back inside.
+Fixes older than the newest one seen are ignored by the rule, so late and duplicate
+fixes can neither raise nor clear anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from transit.model import AlertEvent, AlertType, Severity
+
+
+@dataclass
+class DeviationState:
+    """What the rule remembers of one transit."""
+
+    last_time: datetime | None = None
+    outside_since: datetime | None = None
+    inside_since: datetime | None = None
+    alert_open: bool = False
+
+
+@dataclass(frozen=True)
+class DeviationRule:
+    """Thresholds of the route-deviation rule (seconds of event time)."""
+
+    debounce_s: float = 60.0
+    clear_s: float = 60.0
+
+    def observe(
+        self,
+        state: DeviationState,
+        *,
+        mrn: str,
+        device_id: str,
+        time: datetime,
+        inside: bool,
+        lat: float,
+        lon: float,
+        distance_m: float,
+    ) -> AlertEvent | None:
+        """Feed one fix; returns the alert to open or clear, if any."""
+        if state.last_time is not None and time <= state.last_time:
+            return None
+        state.last_time = time
+        if inside:
+            state.outside_since = None
+            if state.inside_since is None:
+                state.inside_since = time
+            if state.alert_open and (time - state.inside_since).total_seconds() >= self.clear_s:
+                state.alert_open = False
+                return self._event("clear", mrn, device_id, time, lat, lon, distance_m)
+            return None
+        state.inside_since = None
+        if state.outside_since is None:
+            state.outside_since = time
+        outside_s = (time - state.outside_since).total_seconds()
+        if not state.alert_open and outside_s >= self.debounce_s:
+            state.alert_open = True
+            return self._event("open", mrn, device_id, time, lat, lon, distance_m, outside_s)
+        return None
+
+    @staticmethod
+    def _event(
+        action: str,
+        mrn: str,
+        device_id: str,
+        time: datetime,
+        lat: float,
+        lon: float,
+        distance_m: float,
+        outside_s: float | None = None,
+    ) -> AlertEvent:
+        details: dict[str, object] = {"distance_m": round(distance_m, 1)}
+        if outside_s is not None:
+            details["outside_s"] = outside_s
+        return AlertEvent(
+            mrn=mrn,
+            device_id=device_id,
+            type=AlertType.ROUTE_DEVIATION,
+            severity=Severity.HIGH,
+            action=action,
+            time=time,
+            lat=lat,
+            lon=lon,
+            details=details,
+        )

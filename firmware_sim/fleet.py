@@ -64,7 +64,10 @@ class Fleet:
         self.published += 1
 
     def run(
-        self, steps: int | None = None, start: datetime | None = None, stop: threading.Event | None = None
+        self,
+        steps: int | None = None,
+        start: datetime | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """Publish ``steps`` reporting intervals (forever when None) for every truck."""
         stop = stop or threading.Event()
@@ -102,7 +105,9 @@ class Fleet:
         """Disconnect every device (a clean disconnect: no last will)."""
         for device_id, c in self.clients.items():
             off = json.dumps({"v": 1, "state": "offline"}).encode()
-            c.publish(wire.topic_for(device_id, "status"), off, qos=1, retain=True).wait_for_publish(5)
+            c.publish(
+                wire.topic_for(device_id, "status"), off, qos=1, retain=True
+            ).wait_for_publish(5)
             c.disconnect()
             c.loop_stop()
         self.clients.clear()

@@ -83,8 +83,11 @@ def fleet_plan(
             )
         )
     if incidents:
-        for idx, inc in ((3, Incident("detour", 20)), (7, Incident("seal_cut", 30)),
-                         (11, Incident("detour", 60))):
+        for idx, inc in (
+            (3, Incident("detour", 20)),
+            (7, Incident("seal_cut", 30)),
+            (11, Incident("detour", 60)),
+        ):
             if idx < len(plans):
                 plans[idx].incidents.append(inc)
     return plans

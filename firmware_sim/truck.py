@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from firmware_sim.route import Route, offset
 from transit.devices.payload import FixV1, SealV1, TelemetryV1
+from transit.model import SealStatus
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Truck:
         self.elapsed = 0.0
         self.detour_m = 0.0  # metres off the route, sideways
         self.detour_heading = 0.0
-        self.counter = {sid: 0 for sid in self.seal_ids}
+        self.counter = dict.fromkeys(self.seal_ids, 0)
         self._done: set[int] = set()
 
     def _next_seq(self) -> int:
@@ -64,7 +65,7 @@ class Truck:
             seq=self._next_seq(),
             seal_id=seal_id,
             t=t,
-            status=status,  # type: ignore[arg-type]
+            status=SealStatus(status),
             counter=self.counter[seal_id],
             battery_pct=round(90 - self.elapsed / 3600, 1),
             lat=round(lat, 7),
@@ -76,7 +77,9 @@ class Truck:
         lon, lat, heading = self.route.at(self.s)
         if self.detour_m:
             rad = math.radians(self.detour_heading)
-            lon, lat = offset(lon, lat, self.detour_m * math.sin(rad), self.detour_m * math.cos(rad))
+            lon, lat = offset(
+                lon, lat, self.detour_m * math.sin(rad), self.detour_m * math.cos(rad)
+            )
             heading = self.detour_heading
         return lon, lat, heading
 
@@ -106,7 +109,9 @@ class Truck:
             if self.s >= self.route.length_m:
                 speed = 0.0
         lon, lat, heading = self.position()
-        lon, lat = offset(lon, lat, self.rng.gauss(0, self.noise_m), self.rng.gauss(0, self.noise_m))
+        lon, lat = offset(
+            lon, lat, self.rng.gauss(0, self.noise_m), self.rng.gauss(0, self.noise_m)
+        )
         fix = FixV1(
             t=t,
             lat=round(lat, 7),

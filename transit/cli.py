@@ -51,7 +51,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"timescaledb: {ts.get('version')} ({ts.get('edition')})")
         print(f"hypertables: {', '.join(db.get('hypertables', [])) or 'none'}")
         print(f"migrations:  {db.get('migrations')}")
-        print(f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}")
+        print(
+            f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}"
+        )
     return 0 if report["ok"] else 1
 
 
@@ -60,8 +62,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     worker = IngestWorker(
         get_settings(),
-        WorkerConfig(batch_size=args.batch_size, max_age_ms=args.max_age_ms,
-                     client_id=args.client_id),
+        WorkerConfig(
+            batch_size=args.batch_size, max_age_ms=args.max_age_ms, client_id=args.client_id
+        ),
     )
     worker.install_signal_handlers()
     worker.run()
@@ -74,8 +77,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     from transit.api.app import create_app
 
     s = get_settings()
-    uvicorn.run(create_app(s), host=args.host or s.api_host, port=args.port or s.api_port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(s),
+        host=args.host or s.api_host,
+        port=args.port or s.api_port,
+        log_level="warning",
+    )
     return 0
 
 
@@ -113,13 +120,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
             import_geojson(conn, network)
             provision_fleet(conn, plans)
             sync_broker(conn, settings)
-    fleet = Fleet(settings, [p.truck(args.seed * 1000 + i, args.interval)
-                             for i, p in enumerate(plans)], realtime=not args.fast)
+    fleet = Fleet(
+        settings,
+        [p.truck(args.seed * 1000 + i, args.interval) for i, p in enumerate(plans)],
+        realtime=not args.fast,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     fleet.connect()
-    print(f"sim: {len(plans)} trucks on {len({p.corridor_id for p in plans})} corridors", flush=True)
+    print(
+        f"sim: {len(plans)} trucks on {len({p.corridor_id for p in plans})} corridors", flush=True
+    )
     try:
         fleet.run(steps=args.steps, stop=stop)
     finally:
@@ -179,8 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=10.0, help="reporting period, seconds")
     sim.add_argument("--steps", type=int, help="reporting periods to run (default: forever)")
     sim.add_argument("--fast", action="store_true", help="event time runs ahead, no waiting")
-    sim.add_argument("--provision", action="store_true",
-                     help="register the devices and declare their transits first")
+    sim.add_argument(
+        "--provision",
+        action="store_true",
+        help="register the devices and declare their transits first",
+    )
     sim.add_argument("--no-incidents", action="store_true", help="clean transits only")
     sim.set_defaults(func=cmd_sim)
 

@@ -59,11 +59,12 @@ def run_demo(settings: Settings, trucks: int, seed: int) -> int:
                     ).fetchone()
                 with urllib.request.urlopen(f"{base}/api/v1/alerts?limit=1", timeout=3) as r:
                     newest = json.load(r)["items"]
-                latest = (
-                    f"; newest alert: {newest[0]['type']} {newest[0]['mrn']}" if newest else ""
+                latest = f"; newest alert: {newest[0]['type']} {newest[0]['mrn']}" if newest else ""
+                print(
+                    f"demo: {row[0] if row else 0} fixes stored, "
+                    f"{row[1] if row else 0} alerts{latest}",
+                    flush=True,
                 )
-                print(f"demo: {row[0] if row else 0} fixes stored, "
-                      f"{row[1] if row else 0} alerts{latest}", flush=True)
             except (OSError, psycopg.Error) as exc:
                 print(f"demo: waiting for the stack ({exc})", flush=True)
     finally:

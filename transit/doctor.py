@@ -33,16 +33,15 @@ def check_database(settings: Settings) -> dict[str, Any]:
                 hyper = [
                     r[0]
                     for r in conn.execute(
-                        "SELECT hypertable_name FROM timescaledb_information.hypertables"
-                        " ORDER BY 1"
+                        "SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1"
                     ).fetchall()
                 ]
             out["hypertables"] = hyper
             level = current_level(conn)
             latest = available()[-1].version
             out["migrations"] = {"level": level, "latest": latest, "pending": latest - level}
-            out["ok"] = bool(row) and level == latest and all(
-                h in hyper for h in EXPECTED_HYPERTABLES
+            out["ok"] = (
+                bool(row) and level == latest and all(h in hyper for h in EXPECTED_HYPERTABLES)
             )
     except psycopg.Error as exc:
         out["error"] = str(exc).strip()

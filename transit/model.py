@@ -107,7 +107,7 @@ def mrn_check_digit(first17: str) -> int:
             v += 1
         values[letter] = v
         v += 1
-    total = sum(values[c] * (2**i) for i, c in enumerate(first17))
+    total: int = sum(values[c] * (2**i) for i, c in enumerate(first17))
     return total % 11 % 10
 
 

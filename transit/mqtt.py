@@ -6,6 +6,8 @@ import uuid
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from transit.config import Settings
 
@@ -32,10 +34,8 @@ def make_client(
     return client
 
 
-def connect_properties(session_expiry_s: int) -> mqtt.Properties:
+def connect_properties(session_expiry_s: int) -> Properties:
     """CONNECT properties keeping the session (and its queued QoS 1 messages) alive."""
-    from paho.mqtt.packettypes import PacketTypes
-
-    props = mqtt.Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry_s
     return props

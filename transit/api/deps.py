@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 def connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
     """A connection from the pool; the request owns its transaction."""
     with request.app.state.pool.connection() as conn:
-        conn.row_factory = dict_row  # type: ignore[assignment]
+        conn.row_factory = dict_row
         yield conn
 
 

@@ -18,8 +18,15 @@ def upsert_office(conn: Conn, office: Office) -> None:
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ref) DO UPDATE SET"
         " name = EXCLUDED.name, country = EXCLUDED.country, roles = EXCLUDED.roles,"
         " lon = EXCLUDED.lon, lat = EXCLUDED.lat, radius_m = EXCLUDED.radius_m",
-        (office.ref, office.name, office.country, list(office.roles), office.lon, office.lat,
-         office.radius_m),
+        (
+            office.ref,
+            office.name,
+            office.country,
+            list(office.roles),
+            office.lon,
+            office.lat,
+            office.radius_m,
+        ),
     )
 
 
@@ -31,8 +38,14 @@ def upsert_corridor(conn: Conn, corridor: Corridor) -> None:
         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
         " name = EXCLUDED.name, width_m = EXCLUDED.width_m, route = EXCLUDED.route,"
         " countries = EXCLUDED.countries, properties = EXCLUDED.properties",
-        (corridor.id, corridor.name, corridor.width_m, json.dumps(feat["geometry"]),
-         list(corridor.countries), json.dumps(corridor.properties)),
+        (
+            corridor.id,
+            corridor.name,
+            corridor.width_m,
+            json.dumps(feat["geometry"]),
+            list(corridor.countries),
+            json.dumps(corridor.properties),
+        ),
     )
 
 
@@ -78,9 +91,21 @@ def declare_transit(
         " tracker_id = EXCLUDED.tracker_id, corridor_id = EXCLUDED.corridor_id,"
         " seal_ids = EXCLUDED.seal_ids, time_limit = EXCLUDED.time_limit,"
         " released_at = EXCLUDED.released_at",
-        (mrn, status, tracker_id, corridor_id, vehicle, seal_ids or [], office_departure,
-         offices_transit or [], office_destination, countries, time_limit, status,
-         json.dumps(details or {})),
+        (
+            mrn,
+            status,
+            tracker_id,
+            corridor_id,
+            vehicle,
+            seal_ids or [],
+            office_departure,
+            offices_transit or [],
+            office_destination,
+            countries,
+            time_limit,
+            status,
+            json.dumps(details or {}),
+        ),
     )
 
 

@@ -21,7 +21,17 @@ CREATE TEMP TABLE IF NOT EXISTS seal_stage
   (time timestamptz, device_id text, seq bigint, seal_id text, status text, counter bigint,
    battery_pct real, lat float8, lon float8) ON COMMIT DELETE ROWS;
 """
-_FIX_TYPES = ["timestamptz", "text", "int8", "int4", "float8", "float8", "float4", "float4", "float4"]
+_FIX_TYPES = [
+    "timestamptz",
+    "text",
+    "int8",
+    "int4",
+    "float8",
+    "float8",
+    "float4",
+    "float4",
+    "float4",
+]
 _SEAL_TYPES = ["timestamptz", "text", "int8", "text", "text", "int8", "float4", "float8", "float8"]
 
 
@@ -76,8 +86,17 @@ def write_batch(
                     cp.set_types(_FIX_TYPES)
                     for f in fixes:
                         cp.write_row(
-                            (f.time, f.device_id, f.seq, f.idx, f.lat, f.lon,
-                             f.speed_kmh, f.course_deg, f.hdop)
+                            (
+                                f.time,
+                                f.device_id,
+                                f.seq,
+                                f.idx,
+                                f.lat,
+                                f.lon,
+                                f.speed_kmh,
+                                f.course_deg,
+                                f.hdop,
+                            )
                         )
                 cur.execute(
                     "INSERT INTO fixes (time, device_id, seq, idx, lat, lon, speed_kmh,"
@@ -93,8 +112,17 @@ def write_batch(
                     cp.set_types(_SEAL_TYPES)
                     for s in seal_events:
                         cp.write_row(
-                            (s.time, s.device_id, s.seq, s.seal_id, s.status.value,
-                             s.counter, s.battery_pct, s.lat, s.lon)
+                            (
+                                s.time,
+                                s.device_id,
+                                s.seq,
+                                s.seal_id,
+                                s.status.value,
+                                s.counter,
+                                s.battery_pct,
+                                s.lat,
+                                s.lon,
+                            )
                         )
                 cur.execute(
                     "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter,"
@@ -114,8 +142,17 @@ def write_batch(
                     " lat, lon, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (mrn, type, cond_key)"
                     " WHERE cleared_at IS NULL AND status <> 'resolved' DO NOTHING RETURNING id",
-                    (a.mrn, a.device_id, a.type.value, a.key, a.severity.value, a.time,
-                     a.lat, a.lon, json.dumps(a.details)),
+                    (
+                        a.mrn,
+                        a.device_id,
+                        a.type.value,
+                        a.key,
+                        a.severity.value,
+                        a.time,
+                        a.lat,
+                        a.lon,
+                        json.dumps(a.details),
+                    ),
                 ).fetchone()
                 if row:
                     new_alert_ids.append(int(row[0]))
@@ -147,7 +184,9 @@ def open_alert_keys(conn: Conn) -> set[tuple[str, str, str]]:
     return {(r[0], r[1], r[2]) for r in rows}
 
 
-def corridor_rows(conn: Conn) -> list[tuple[str, str, float, dict[str, Any], list[str], dict[str, Any]]]:
+def corridor_rows(
+    conn: Conn,
+) -> list[tuple[str, str, float, dict[str, Any], list[str], dict[str, Any]]]:
     """Every corridor as stored: id, name, width, GeoJSON route, countries, properties."""
     return [
         (r[0], r[1], float(r[2]), r[3], list(r[4]), r[5])
@@ -166,8 +205,20 @@ def alert_as_json(conn: Conn, alert_id: int) -> dict[str, Any] | None:
     ).fetchone()
     if not row:
         return None
-    keys = ["id", "mrn", "device_id", "type", "severity", "status", "event_time", "raised_at",
-            "lat", "lon", "details", "cleared_at"]
+    keys = [
+        "id",
+        "mrn",
+        "device_id",
+        "type",
+        "severity",
+        "status",
+        "event_time",
+        "raised_at",
+        "lat",
+        "lon",
+        "details",
+        "cleared_at",
+    ]
     out = dict(zip(keys, row, strict=True))
     for k in ("event_time", "raised_at", "cleared_at"):
         v = out[k]

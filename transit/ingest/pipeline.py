@@ -15,6 +15,7 @@ from transit.devices import payload as wire
 from transit.geofence.corridor import Corridor
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.deviation import DeviationRule, DeviationState
+from transit.rules.seal import check_seal
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,12 @@ class Pipeline:
             if isinstance(model, wire.TelemetryV1):
                 out.fixes.extend(wire.fixes_of(device_id, model))
             elif isinstance(model, wire.SealV1):
-                out.seal_events.append(wire.seal_event_of(device_id, model))
+                event = wire.seal_event_of(device_id, model)
+                out.seal_events.append(event)
+                transit = self.transits.get(device_id)
+                alert = check_seal(transit.mrn, transit.seal_ids, event) if transit else None
+                if alert is not None:
+                    out.alerts.append(alert)
             else:
                 out.statuses[device_id] = model.state
         out.alerts.extend(self._check_corridors(out.fixes))

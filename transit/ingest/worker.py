@@ -64,9 +64,7 @@ class IngestWorker:
         self.settings = settings
         self.config = config or WorkerConfig()
         self.stats = Stats()
-        self._queue: queue.Queue[tuple[int, int, RawMessage]] = queue.Queue(
-            self.config.queue_limit
-        )
+        self._queue: queue.Queue[tuple[int, int, RawMessage]] = queue.Queue(self.config.queue_limit)
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.pipeline = Pipeline({})
@@ -116,9 +114,11 @@ class IngestWorker:
         corridors: dict[str, Corridor] = {}
         for cid, name, width, route, countries, props in store.corridor_rows(conn):
             old = self.pipeline.corridors.get(cid)
-            if old is not None and old.width_m == width and list(old.route.coords) == [
-                tuple(c) for c in route["coordinates"]
-            ]:
+            if (
+                old is not None
+                and old.width_m == width
+                and list(old.route.coords) == [tuple(c) for c in route["coordinates"]]
+            ):
                 corridors[cid] = old
             else:
                 corridors[cid] = build_corridor(
@@ -140,7 +140,9 @@ class IngestWorker:
             remaining = deadline - time.monotonic()
             try:
                 batch.append(
-                    self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+                    self._queue.get_nowait()
+                    if remaining <= 0
+                    else self._queue.get(timeout=remaining)
                 )
             except queue.Empty:
                 break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
@@ -16,10 +16,10 @@ router = APIRouter(tags=["alerts"])
 @router.get("/alerts")
 def list_alerts(
     db: Db,
-    mrn: str | None = Query(None, min_length=18, max_length=18),
+    mrn: Annotated[str | None, Query(min_length=18, max_length=18)] = None,
     type: AlertType | None = None,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
-    limit: int = Query(100, ge=1, le=1000),
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Alerts, newest first, filtered by MRN, type and status."""
     rows = db.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -20,7 +20,7 @@ def _iso(v: Any) -> Any:
 
 
 @router.get("/transits/{mrn}")
-def get_transit(db: Db, mrn: str = MrnPath) -> dict[str, Any]:
+def get_transit(db: Db, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
     """A transit: its declaration, status, last position and open alerts."""
     row = db.execute(
         "SELECT mrn, status, tracker_id, corridor_id, vehicle, seal_ids, office_departure,"
@@ -37,19 +37,20 @@ def get_transit(db: Db, mrn: str = MrnPath) -> dict[str, Any]:
         (row["tracker_id"], row["declared_at"]),
     ).fetchone()
     out["last_fix"] = {k: _iso(v) for k, v in last.items()} if last else None
-    out["open_alerts"] = db.execute(
+    n = db.execute(
         "SELECT count(*) AS n FROM alerts WHERE mrn = %s AND status <> 'resolved'", (mrn,)
-    ).fetchone()["n"]
+    ).fetchone()
+    out["open_alerts"] = n["n"] if n else 0
     return out
 
 
 @router.get("/transits/{mrn}/track")
 def get_track(
     db: Db,
-    mrn: str = MrnPath,
-    start: datetime | None = Query(None, alias="from"),
-    end: datetime | None = Query(None, alias="to"),
-    limit: int = Query(5000, ge=1, le=100000),
+    mrn: Annotated[str, MrnPath],
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=100000)] = 5000,
 ) -> dict[str, Any]:
     """The transit's track as a GeoJSON FeatureCollection (a LineString with its times)."""
     tr = db.execute(

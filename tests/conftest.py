@@ -1,0 +1,60 @@
+"""Shared fixtures. Integration tests use the project's own PostgreSQL and Mosquitto,
+started by `make test` (scripts/services.sh); when they are down, those tests fail."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from transit.config import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(settings.database_url) as conn:
+        yield conn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api_url(settings: Settings) -> Iterator[str]:
+    """A real API server (uvicorn in a subprocess) on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transit.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("API did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)

@@ -1,0 +1,71 @@
+"""The project's Mosquitto: no anonymous access, and a device writes only under its own id."""
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from transit.broker import device_password
+from transit.db.reference import register_device
+from transit.mqtt import make_client
+from transit.provision import sync_broker
+
+
+def _connect(settings, user, password):
+    c = (
+        make_client(settings, user, password)
+        if user
+        else mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
+        )
+    )
+    result = {}
+    done = threading.Event()
+
+    def on_connect(cl, ud, fl, reason, pr):
+        result["reason"] = reason
+        done.set()
+
+    c.on_connect = on_connect
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    assert done.wait(10)
+    return c, result["reason"]
+
+
+def test_anonymous_client_is_refused(settings) -> None:
+    c, reason = _connect(settings, None, None)
+    c.loop_stop()
+    assert reason.is_failure
+
+
+def test_device_cannot_publish_under_another_devices_id(settings, db) -> None:
+    for dev in ("ACL-A", "ACL-B"):
+        register_device(db, dev)
+    db.commit()
+    sync_broker(db, settings)
+    time.sleep(0.5)  # the broker re-reads its files on SIGHUP
+    got: list[str] = []
+    sub, reason = _connect(settings, settings.mqtt_admin_user, settings.mqtt_admin_password)
+    assert not reason.is_failure
+    sub.on_message = lambda cl, ud, m: got.append(m.topic)
+    sub.subscribe("transit/v1/devices/+/telemetry", qos=1)
+    time.sleep(0.3)
+    a, reason = _connect(settings, "ACL-A", device_password(settings.device_secret, "ACL-A"))
+    assert not reason.is_failure
+    a.publish("transit/v1/devices/ACL-B/telemetry", b"forged", qos=1).wait_for_publish(5)
+    a.publish("transit/v1/devices/ACL-A/telemetry", b"own", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 5
+    while "transit/v1/devices/ACL-A/telemetry" not in got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for c in (a, sub):
+        c.disconnect()
+        c.loop_stop()
+    assert got == ["transit/v1/devices/ACL-A/telemetry"]
+
+
+def test_device_with_a_wrong_password_is_refused(settings) -> None:
+    c, reason = _connect(settings, "ACL-A", "not-the-password")
+    c.loop_stop()
+    assert reason.is_failure

@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "transit.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    out = _run("--help").stdout
+    for cmd in ("db", "broker", "doctor", "ingest", "api", "openapi", "geo", "sim", "demo"):
+        assert f"    {cmd}" in out
+
+
+def test_doctor_reports_timescaledb_hypertables_and_broker_healthy() -> None:
+    proc = _run("doctor", "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report
+    assert report["database"]["timescaledb"]["installed"]
+    assert report["database"]["timescaledb"]["edition"] in ("apache", "timescale")
+    assert {"fixes", "seal_events"} <= set(report["database"]["hypertables"])
+    assert report["database"]["migrations"]["pending"] == 0
+    assert report["broker"]["ok"]
+
+
+def test_doctor_fails_when_the_broker_rejects_the_credentials() -> None:
+    import os
+
+    env = {**os.environ, "TRANSIT_MQTT_INGEST_PASSWORD": "wrong"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "transit.cli", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["broker"]["ok"] is False
+
+
+def test_openapi_prints_the_document_without_a_server() -> None:
+    doc = json.loads(_run("openapi").stdout)
+    assert "/api/v1/transits/{mrn}/track" in doc["paths"]

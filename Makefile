@@ -13,8 +13,9 @@ system:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e ".[dev]" >/dev/null
+	@mkdir -p .run
+	@$(PY) -m pip install -q --upgrade pip >.run/pip.log 2>&1 || (cat .run/pip.log; exit 1)
+	@$(PY) -m pip install -q -e ".[dev]" >.run/pip.log 2>&1 || (cat .run/pip.log; exit 1)
 	@touch $(STAMP)
 
 venv: $(STAMP)

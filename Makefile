@@ -31,8 +31,8 @@ test: setup check
 check: lint typecheck pytest
 
 lint: venv
-	$(VENV)/bin/ruff check transit firmware_sim tests
-	$(VENV)/bin/ruff format --check transit firmware_sim tests
+	$(VENV)/bin/ruff check transit firmware_sim tests bench
+	$(VENV)/bin/ruff format --check transit firmware_sim tests bench
 
 typecheck: venv
 	$(VENV)/bin/mypy transit

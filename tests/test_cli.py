@@ -11,7 +11,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_every_subcommand() -> None:
     out = _run("--help").stdout
-    for cmd in ("db", "broker", "doctor", "ingest", "api", "openapi", "geo", "sim", "demo"):
+    for cmd in ("db", "broker", "doctor", "ingest", "api", "openapi", "geo", "sim", "nmea", "demo"):
         assert f"    {cmd}" in out
 
 

@@ -140,6 +140,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nmea_decode(args: argparse.Namespace) -> int:
+    from transit.devices.nmea import NmeaDecoder
+
+    dec = NmeaDecoder()
+    with open(args.file, errors="replace") as f:
+        for fix in dec.decode_lines(f):
+            print(json.dumps(fix.as_json()))
+    if dec.errors:
+        print(f"nmea: {dec.errors} sentences refused (bad checksum or fields)", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_demo
 
@@ -199,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-incidents", action="store_true", help="clean transits only")
     sim.set_defaults(func=cmd_sim)
 
+    nmea = sub.add_parser("nmea", help="NMEA 0183 tools").add_subparsers(
+        dest="nmea_cmd", required=True
+    )
+    nd = nmea.add_parser("decode", help="print one JSON object per fix of an NMEA capture")
+    nd.add_argument("file")
+    nd.set_defaults(func=cmd_nmea_decode)
+
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)
     demo.add_argument("--seed", type=int, default=1)
@@ -213,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
     return rc
 
 

@@ -24,6 +24,7 @@ class RawMessage:
 
     topic: str
     payload: bytes
+    sig: str | None = None
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Pipeline:
         self.corridors = corridors
         self.rule = rule or DeviationRule()
         self.transits: dict[str, ActiveTransit] = {}
+        # Registered devices and their HMAC keys (None: the device signs nothing).
+        self.devices: dict[str, bytes | None] = {}
         self.deviation: dict[str, DeviationState] = {}
 
     def set_transits(
@@ -63,6 +66,13 @@ class Pipeline:
         out = BatchResult()
         for msg in messages:
             try:
+                # Who sent it and whether it is authentic come before what it says.
+                device_id, _ = wire.split_topic(msg.topic)
+                if device_id not in self.devices:
+                    raise wire.PayloadError("unknown_device", f"{device_id} is not registered")
+                key = self.devices[device_id]
+                if key is not None:
+                    wire.verify(key, msg.topic, msg.payload, msg.sig)
                 device_id, model = wire.decode(msg.topic, msg.payload)
             except wire.PayloadError as exc:
                 out.dead_letters.append(

@@ -91,7 +91,12 @@ class IngestWorker:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Blocks when the queue is full: paho stops reading and the broker holds on.
-        self._queue.put((msg.mid, msg.qos, RawMessage(msg.topic, bytes(msg.payload))))
+        sig = None
+        props = getattr(msg, "properties", None)
+        for name, value in getattr(props, "UserProperty", None) or []:
+            if name == "sig":
+                sig = value
+        self._queue.put((msg.mid, msg.qos, RawMessage(msg.topic, bytes(msg.payload), sig)))
 
     # -- database side (main thread) --------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
@@ -125,6 +130,7 @@ class IngestWorker:
                     cid, name, route["coordinates"], width, countries, props
                 )
         self.pipeline.corridors = corridors
+        self.pipeline.devices = store.device_keys(conn)
         self.pipeline.set_transits(store.active_transits(conn), store.open_alert_keys(conn))
         conn.commit()
         self._last_refresh = now
@@ -150,10 +156,18 @@ class IngestWorker:
                 break
         return batch
 
+    def _unknown_sender(self, batch: list[tuple[int, int, RawMessage]]) -> bool:
+        known = self.pipeline.devices
+        return any(
+            m.topic.split("/")[3:4] and m.topic.split("/")[3] not in known for _, _, m in batch
+        )
+
     def _commit(self, batch: list[tuple[int, int, RawMessage]]) -> None:
         while True:
             conn = self._db()
             try:
+                if self._unknown_sender(batch) and time.monotonic() - self._last_refresh > 1.0:
+                    self._last_refresh = 0.0  # a device registered since: look again
                 self._refresh(conn)
                 result = self.pipeline.process([m for _, _, m in batch])
                 rows, alert_ids = store.write_batch(

@@ -152,6 +152,31 @@ def cmd_nmea_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edge(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from transit.broker import device_password
+    from transit.edge.reader import EdgeConfig, run_edge
+
+    settings = get_settings()
+    password = args.password or device_password(settings.device_secret, args.device_id)
+    outbox = Path(args.outbox or settings.run_dir / "edge" / f"{args.device_id}.sqlite")
+    config = EdgeConfig(
+        device_id=args.device_id,
+        password=password,
+        ports=args.serial,
+        outbox_path=outbox,
+        baudrate=args.baud,
+        key=bytes.fromhex(args.key_hex) if args.key_hex else None,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_edge(settings, config, stop)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_demo
 
@@ -217,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     nd = nmea.add_parser("decode", help="print one JSON object per fix of an NMEA capture")
     nd.add_argument("file")
     nd.set_defaults(func=cmd_nmea_decode)
+
+    edge = sub.add_parser("edge", help="read GNSS and e-seal serial ports, publish over MQTT")
+    edge.add_argument(
+        "--serial",
+        action="append",
+        required=True,
+        metavar="PORT",
+        help="a serial port (repeat for several); NMEA or e-seal, found by sniffing",
+    )
+    edge.add_argument("--device-id", required=True, help="the MQTT identity of this reader")
+    edge.add_argument("--password", help="MQTT password (default: derived from the secret)")
+    edge.add_argument("--key-hex", help="HMAC key to sign messages with, in hex")
+    edge.add_argument("--baud", type=int, default=9600)
+    edge.add_argument("--outbox", help="store-and-forward SQLite file")
+    edge.set_defaults(func=cmd_edge)
 
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)

@@ -101,6 +101,7 @@ log_dest file $d/mosquitto.log
 log_type error
 log_type warning
 log_type notice
+log_type information
 pid_file $d/mosquitto.pid
 user mosquitto
 CONF
@@ -121,8 +122,11 @@ CONF
 
 stop_mq() {
   if mq_running; then
+    # Mosquitto writes its persistence file on the way out: wait for it, then insist.
     local p; p=$(mq_pid); kill "$p"
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -9 "$p"
+    rm -f "$RUN/mosquitto/mosquitto.pid"
   fi
 }
 

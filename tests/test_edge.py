@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 from transit.db.reference import register_device
 from transit.devices.eseal import SealFrame
 from transit.model import SealStatus
-from transit.mqtt import make_client
+from transit.mqtt import connect_properties, make_client
 from transit.provision import sync_broker
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -31,14 +31,24 @@ class Subscriber:
     def __init__(self, settings, device_id: str) -> None:
         self.got: list[tuple[int, str, dict]] = []
         self.online = 0
-        self.client = make_client(settings, settings.mqtt_admin_user, settings.mqtt_admin_password)
+        # A persistent session, so that what the broker queued for the subscriber
+        # across a broker restart is delivered: the test must not lose what the edge sent.
+        self.client = make_client(
+            settings,
+            settings.mqtt_admin_user,
+            settings.mqtt_admin_password,
+            client_id=f"sub-{device_id}",
+        )
         ready = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p: (
             c.subscribe(f"transit/v1/devices/{device_id}/+", qos=1),
             ready.set(),
         )
         self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt_host, settings.mqtt_port)
+        # Clean start on the first connection only (paho's default): reconnections resume.
+        self.client.connect(
+            settings.mqtt_host, settings.mqtt_port, properties=connect_properties(600)
+        )
         self.client.loop_start()
         assert ready.wait(10)
         time.sleep(0.2)

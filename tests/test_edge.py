@@ -45,9 +45,13 @@ class Subscriber:
             ready.set(),
         )
         self.client.on_message = self._on_message
-        # Clean start on the first connection only (paho's default): reconnections resume.
+        # Never a clean start: Mosquitto 2.0 saves across its own restart only the
+        # sessions that were opened without one.
         self.client.connect(
-            settings.mqtt_host, settings.mqtt_port, properties=connect_properties(600)
+            settings.mqtt_host,
+            settings.mqtt_port,
+            clean_start=False,
+            properties=connect_properties(600),
         )
         self.client.loop_start()
         assert ready.wait(10)

@@ -123,6 +123,7 @@ class Publisher:
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._acked: list[int] = []
         self._early: set[int] = set()  # PUBACKs that beat the bookkeeping of their publish
+        self._generation = 0  # one per connection: a batch fetched before a reconnect is void
         self._sent_upto = 0
         self._connected = threading.Event()
         self.client.on_connect = self._on_connect
@@ -142,6 +143,7 @@ class Publisher:
             self._inflight.clear()
             self._early.clear()
             self._sent_upto = 0
+            self._generation += 1
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, ud: Any, flags: Any, reason: Any, p: Any) -> None:
@@ -178,6 +180,7 @@ class Publisher:
                 with self._lock:
                     room = self.config.window - len(self._inflight)
                     after = self._sent_upto
+                    generation = self._generation
                 if room <= 0:
                     time.sleep(0.005)
                     continue
@@ -197,6 +200,8 @@ class Publisher:
                     if info.rc != mqtt.MQTT_ERR_SUCCESS:
                         break
                     with self._lock:
+                        if generation != self._generation:
+                            break  # reconnected meanwhile: start again from the oldest
                         if info.mid in self._early:
                             self._early.discard(info.mid)
                             self._acked.append(seq)

@@ -34,6 +34,7 @@ class Fleet:
         self.clients: dict[str, mqtt.Client] = {}
         self.published = 0
         self._pending: list[mqtt.MQTTMessageInfo] = []
+        self._held: dict[str, list[tuple[str, wire.Uplink]]] = {}
 
     def connect(self) -> None:
         """Log every device in, with a retained ``online`` status and an ``offline`` will."""
@@ -88,11 +89,29 @@ class Fleet:
                 t = t0 + timedelta(seconds=k * interval)
             for truck in self.trucks:
                 telemetry, seals = truck.step(t)
-                for seal in seals:
-                    self._publish(truck.device_id, "seal", seal)
-                self._publish(truck.device_id, "telemetry", telemetry)
+                out: list[tuple[str, wire.Uplink]] = [("seal", x) for x in seals]
+                if telemetry is not None:
+                    out.append(("telemetry", telemetry))
+                for kind, model in self._transport_faults(truck, out):
+                    self._publish(truck.device_id, kind, model)
             self._pending = [p for p in self._pending if not p.is_published()]
+        for device_id, held in self._held.items():
+            for kind, model in held:
+                self._publish(device_id, kind, model)
+        self._held.clear()
         self.flush()
+
+    def _transport_faults(
+        self, truck: Truck, out: list[tuple[str, wire.Uplink]]
+    ) -> list[tuple[str, wire.Uplink]]:
+        """Duplicated and out-of-order delivery, as flaky modems produce them."""
+        if truck.active("duplicate"):
+            out = [m for m in out for _ in (0, 1)]
+        if truck.active("reorder"):
+            held = self._held.pop(truck.device_id, [])
+            self._held[truck.device_id] = out  # sent after the next interval's messages
+            return held
+        return [*self._held.pop(truck.device_id, []), *out]
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until the broker has acknowledged every message published."""

@@ -77,7 +77,8 @@ def fleet_plan(
                 office_departure=props["office_departure"],
                 offices_transit=list(props["offices_transit"]),
                 office_destination=props["office_destination"],
-                seal_ids=[f"ESL{seed:02d}-{i:06d}A", f"ESL{seed:02d}-{i:06d}B"],
+                # Manufacturer id and serial, as the binary e-seal frame carries them.
+                seal_ids=[f"ES{seed % 100:02d}-{2 * i + k:010d}" for k in (0, 1)],
                 start_m=rng.uniform(0.05, 0.8) * length,
                 speed_kmh=rng.uniform(60, 85),
             )

@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import reduce
 from pathlib import Path
 
+from firmware_sim.truck import Truck
 from transit.devices.eseal import SealFrame, encode
 
 
@@ -84,3 +85,58 @@ def nmea_epoch(t: datetime, lat: float, lon: float, speed_kmh: float, course: fl
 def seal_report(frame: SealFrame, key: bytes | None = None) -> bytes:
     """The bytes a seal reader sends for one seal report."""
     return encode(frame, key)
+
+
+class SerialFleet:
+    """Trucks whose GNSS receiver and seal reader each talk on a pseudo-terminal.
+
+    ``DIR/<device>-gps`` carries NMEA, ``DIR/<device>-seal`` carries e-seal frames; an
+    edge reader per truck (``transit edge --device-id <device> --serial ... --serial ...``)
+    turns them into MQTT. A ``noise`` incident puts garbage and half frames on the lines.
+    """
+
+    def __init__(self, trucks: list[Truck], directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.trucks = trucks
+        self.ports = {
+            t.device_id: (
+                VirtualPort(directory / f"{t.device_id}-gps"),
+                VirtualPort(directory / f"{t.device_id}-seal"),
+            )
+            for t in trucks
+        }
+
+    def step(self, t: datetime) -> None:
+        """One reporting interval for every truck."""
+        for truck in self.trucks:
+            gps, seal_port = self.ports[truck.device_id]
+            telemetry, seals = truck.step(t)
+            noisy = truck.active("noise") is not None
+            for fix in telemetry.fixes if telemetry else []:
+                data = nmea_epoch(
+                    fix.t, fix.lat, fix.lon, fix.speed_kmh or 0.0, fix.course_deg or 0.0
+                )
+                gps.write((truck.rng.randbytes(5) + b"\r\n" + data) if noisy else data)
+            for s in seals:
+                mfr, serial = s.seal_id.split("-")
+                frame = seal_report(
+                    SealFrame(
+                        mfr,
+                        int(serial),
+                        s.status,
+                        s.counter,
+                        round(s.battery_pct or 0),
+                        s.t,
+                        s.lat,
+                        s.lon,
+                    )
+                )
+                if noisy:
+                    frame = frame[: len(frame) // 2] + truck.rng.randbytes(3) + frame
+                seal_port.write(frame)
+
+    def close(self) -> None:
+        """Unplug every port."""
+        for gps, seal in self.ports.values():
+            gps.close()
+            seal.close()

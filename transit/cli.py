@@ -120,23 +120,45 @@ def cmd_sim(args: argparse.Namespace) -> int:
             import_geojson(conn, network)
             provision_fleet(conn, plans)
             sync_broker(conn, settings)
-    fleet = Fleet(
-        settings,
-        [p.truck(args.seed * 1000 + i, args.interval) for i, p in enumerate(plans)],
-        realtime=not args.fast,
-    )
+    trucks = [p.truck(args.seed * 1000 + i, args.interval) for i, p in enumerate(plans)]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    fleet.connect()
     print(
         f"sim: {len(plans)} trucks on {len({p.corridor_id for p in plans})} corridors", flush=True
     )
+    if args.serial:
+        return _sim_serial(trucks, Path(args.serial), args, stop)
+    fleet = Fleet(settings, trucks, realtime=not args.fast)
+    fleet.connect()
     try:
         fleet.run(steps=args.steps, stop=stop)
     finally:
         fleet.close()
     print(f"sim: published {fleet.published} messages", flush=True)
+    return 0
+
+
+def _sim_serial(trucks: list[Any], directory: Path, args: argparse.Namespace, stop: Any) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from firmware_sim.serial_fw import SerialFleet
+
+    fleet = SerialFleet(trucks, directory)
+    for device_id, (gps, seal) in fleet.ports.items():
+        print(
+            f"transit edge --device-id {device_id} --serial {gps.path} --serial {seal.path}",
+            flush=True,
+        )
+    t0, k = datetime.now(UTC), 0
+    try:
+        while (args.steps is None or k < args.steps) and not stop.is_set():
+            k += 1
+            # A serial line is not infinitely fast: even in fast mode, a short pause.
+            stop.wait(0.01 if args.fast else args.interval)
+            fleet.step(t0 + timedelta(seconds=k * args.interval))
+    finally:
+        fleet.close()
     return 0
 
 
@@ -222,7 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     gi.add_argument("file")
     gi.set_defaults(func=cmd_geo_import)
 
-    sim = sub.add_parser("sim", help="run a simulated fleet over MQTT")
+    sim = sub.add_parser(
+        "sim",
+        help="run a simulated fleet (MQTT, or serial pseudo-terminals)",
+        description="Simulated trucks along the ACTS corridors, deterministic for a seed."
+        " Examples: `transit sim --trucks 50 --provision` (real time, over MQTT);"
+        " `transit sim --trucks 8 --fast --steps 360` (an hour of event time at once);"
+        " `transit sim --trucks 2 --serial .run/tty` (NMEA and e-seal frames on"
+        " pseudo-terminals, with the `transit edge` line to read each truck).",
+    )
     sim.add_argument("--trucks", type=int, default=50)
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--interval", type=float, default=10.0, help="reporting period, seconds")
@@ -234,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the devices and declare their transits first",
     )
     sim.add_argument("--no-incidents", action="store_true", help="clean transits only")
+    sim.add_argument(
+        "--serial",
+        metavar="DIR",
+        help="talk NMEA and e-seal frames on pseudo-terminals in DIR instead of MQTT",
+    )
     sim.set_defaults(func=cmd_sim)
 
     nmea = sub.add_parser("nmea", help="NMEA 0183 tools").add_subparsers(

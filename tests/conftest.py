@@ -58,3 +58,18 @@ def api_url(settings: Settings) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def ingest(settings):
+    """A real ingest worker (in this process, on a thread) for the test's duration."""
+    import threading
+
+    from transit.ingest.worker import IngestWorker, WorkerConfig
+
+    worker = IngestWorker(settings, WorkerConfig(client_id="transit-ingest-0"))
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    yield worker
+    worker.stop()
+    runner.join(10)

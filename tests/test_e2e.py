@@ -1,7 +1,6 @@
 """End to end: simulator -> Mosquitto -> ingest -> TimescaleDB -> HTTP API."""
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +12,6 @@ from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import fleet_plan
 from firmware_sim.truck import Incident
 from transit.geofence.corridor import acts_network
-from transit.ingest.worker import IngestWorker, WorkerConfig
 from transit.provision import import_geojson, provision_fleet, sync_broker
 
 SEED = 77
@@ -24,7 +22,9 @@ def _get(url: str):
         return json.load(r)
 
 
-def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(settings, db, api_url):
+def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
+    settings, db, api_url, ingest
+):
     network = acts_network()
     plans = fleet_plan(network, 8, seed=SEED)  # truck 3 detours at 20 s, truck 7 cuts a seal
     # Flaky modem and firmware on clean trucks: each message twice, a stretch out of
@@ -39,9 +39,6 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(settings,
     sync_broker(db, settings)
     time.sleep(0.5)
 
-    worker = IngestWorker(settings, WorkerConfig(client_id="transit-ingest-0"))
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
     fleet = Fleet(settings, [p.truck(i) for i, p in enumerate(plans)], realtime=False)
     fleet.connect()
     try:
@@ -64,8 +61,6 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(settings,
         assert counts == expected
     finally:
         fleet.close()
-        worker.stop()
-        runner.join(10)
 
     detour, cut = plans[3], plans[7]
     dev = _get(f"{api_url}/api/v1/alerts?mrn={detour.mrn}")
@@ -90,3 +85,63 @@ def test_api_refuses_a_malformed_mrn_with_a_reason(api_url):
     assert exc.value.code == 422
     body = json.load(exc.value)
     assert body["detail"][0]["loc"] == ["path", "mrn"]
+
+
+def test_signed_device_forged_and_unsigned_messages_are_dead_lettered(settings, db, ingest):
+    import secrets
+
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from transit.broker import device_password
+    from transit.db.reference import register_device
+    from transit.devices import payload as wire
+    from transit.mqtt import make_client
+
+    dev = f"SIGNED{secrets.token_hex(4).upper()}"
+    key = secrets.token_bytes(32)
+    register_device(db, dev, "tracker", key)
+    db.commit()
+    sync_broker(db, settings)
+    time.sleep(0.5)
+    c = make_client(settings, dev, device_password(settings.device_secret, dev))
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    topic = wire.topic_for(dev, "telemetry")
+
+    def body(seq: int, lat: float) -> bytes:
+        return json.dumps(
+            {"v": 1, "seq": seq, "fixes": [{"t": "2026-11-23T07:00:00Z", "lat": lat, "lon": 103.8}]}
+        ).encode()
+
+    def send(payload: bytes, sig: str | None) -> None:
+        props = Properties(PacketTypes.PUBLISH)
+        if sig is not None:
+            props.UserProperty = ("sig", sig)
+        c.publish(topic, payload, qos=1, properties=props).wait_for_publish(5)
+
+    good = body(1, 1.3)
+    send(good, wire.sign(key, topic, good))
+    send(good, wire.sign(key, topic, good))  # replayed: stored once
+    send(body(2, 1.4), wire.sign(key, topic, good))  # forged: signature of another body
+    send(body(3, 1.5), None)  # unsigned
+    deadline = time.monotonic() + 20
+    reasons: list[str] = []
+    while time.monotonic() < deadline and len(reasons) < 2:
+        reasons = [
+            r[0]
+            for r in db.execute(
+                "SELECT reason FROM dead_letters WHERE topic = %s ORDER BY id", (topic,)
+            ).fetchall()
+        ]
+        db.commit()
+        time.sleep(0.1)
+    c.disconnect()
+    c.loop_stop()
+    assert reasons == ["bad_signature", "unsigned"]
+    rows = db.execute("SELECT seq, lat FROM fixes WHERE device_id = %s", (dev,)).fetchall()
+    assert rows == [(1, 1.3)]
+    raw = db.execute(
+        "SELECT raw FROM dead_letters WHERE topic = %s ORDER BY id LIMIT 1", (topic,)
+    ).fetchone()[0]
+    assert bytes(raw) == body(2, 1.4)

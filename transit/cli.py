@@ -38,6 +38,29 @@ def cmd_broker_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_register(args: argparse.Namespace) -> int:
+    import secrets
+
+    from transit.broker import device_password
+    from transit.db.reference import register_device
+    from transit.devices.payload import split_topic
+    from transit.provision import sync_broker
+
+    split_topic(f"transit/v1/devices/{args.device_id}/telemetry")  # refuses a bad id
+    key = secrets.token_bytes(32) if args.with_key else None
+    settings = get_settings()
+    with _conn() as conn:
+        register_device(conn, args.device_id, args.kind, key)
+        conn.commit()
+        sync_broker(conn, settings)
+    print(f"device {args.device_id} registered ({args.kind})")
+    print(f"mqtt username: {args.device_id}")
+    print(f"mqtt password: {device_password(settings.device_secret, args.device_id)}")
+    if key is not None:
+        print(f"hmac key (shown once): {key.hex()}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from transit.doctor import doctor
 
@@ -220,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--no-reload", action="store_true", help="do not signal the broker")
     sync.set_defaults(func=cmd_broker_sync)
 
+    dev = sub.add_parser("devices", help="trackers, seals and edge readers").add_subparsers(
+        dest="devices_cmd", required=True
+    )
+    reg = dev.add_parser("register", help="register a device (or rotate its key)")
+    reg.add_argument("device_id")
+    reg.add_argument("--kind", choices=["tracker", "seal", "edge"], default="tracker")
+    reg.add_argument(
+        "--with-key",
+        action="store_true",
+        help="give it a new HMAC key (printed once): its messages must be signed",
+    )
+    reg.set_defaults(func=cmd_devices_register)
+
     doc = sub.add_parser("doctor", help="check the database, TimescaleDB and the broker")
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
     doc.set_defaults(func=cmd_doctor)
@@ -312,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()
         return 0
+    except ValueError as exc:  # bad input named by the layer that refused it
+        print(f"transit: error: {exc}", file=sys.stderr)
+        return 2
     return rc
 
 

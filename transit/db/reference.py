@@ -49,11 +49,15 @@ def upsert_corridor(conn: Conn, corridor: Corridor) -> None:
     )
 
 
-def register_device(conn: Conn, device_id: str, kind: str = "tracker") -> None:
-    """Register a device (idempotent)."""
+def register_device(
+    conn: Conn, device_id: str, kind: str = "tracker", hmac_key: bytes | None = None
+) -> None:
+    """Register a device (idempotent); with a key, set or rotate its HMAC key."""
     conn.execute(
-        "INSERT INTO devices (device_id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        (device_id, kind),
+        "INSERT INTO devices (device_id, kind, hmac_key) VALUES (%s, %s, %s)"
+        " ON CONFLICT (device_id) DO UPDATE SET hmac_key = coalesce(EXCLUDED.hmac_key,"
+        " devices.hmac_key)",
+        (device_id, kind, hmac_key),
     )
 
 

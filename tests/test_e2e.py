@@ -145,3 +145,44 @@ def test_signed_device_forged_and_unsigned_messages_are_dead_lettered(settings, 
         "SELECT raw FROM dead_letters WHERE topic = %s ORDER BY id LIMIT 1", (topic,)
     ).fetchone()[0]
     assert bytes(raw) == body(2, 1.4)
+
+
+def test_metrics_count_dead_letters_by_reason_and_health_says_ingest_keeps_up(
+    settings, db, ingest, api_url
+):
+    from transit.db.reference import register_device
+    from transit.devices import payload as wire
+    from transit.mqtt import make_client
+
+    register_device(db, "METRICS1")
+    db.commit()
+    c = make_client(settings, settings.mqtt_admin_user, settings.mqtt_admin_password)
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    c.publish(wire.topic_for("METRICS1", "telemetry"), b"not json", qos=1).wait_for_publish(5)
+    c.publish(wire.topic_for("METRICS1", "telemetry"), b'{"v":1}', qos=1).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+    def metric(text: str, name: str) -> float:
+        lines = [ln for ln in text.splitlines() if ln.startswith(name)]
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+
+    deadline = time.monotonic() + 15
+    text = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{api_url}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        if (
+            metric(text, 'transit_ingest_dead_letters_total{reason="schema"') >= 1
+            and metric(text, 'transit_ingest_dead_letters_total{reason="not_json"') >= 1
+        ):
+            break
+        time.sleep(0.3)
+    assert metric(text, 'transit_ingest_dead_letters_total{reason="not_json"') >= 1
+    assert metric(text, 'transit_ingest_dead_letters_total{reason="schema"') >= 1
+    assert metric(text, "transit_ingest_messages_in_total") >= 2
+    assert "transit_ingest_batch_size_bucket" in text
+    health = _get(f"{api_url}/health/ingest")
+    assert health["keeping_up"] is True
+    assert any(w["worker"] == "transit-ingest-0" for w in health["workers"])

@@ -81,8 +81,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from transit.ingest.worker import IngestWorker, WorkerConfig
 
+    if args.workers > 1:
+        from transit.ingest.supervisor import supervise
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        extra = ["--batch-size", str(args.batch_size), "--max-age-ms", str(args.max_age_ms)]
+        supervise(args.workers, extra, stop)
+        return 0
     worker = IngestWorker(
         get_settings(),
         WorkerConfig(
@@ -261,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc.set_defaults(func=cmd_doctor)
 
     ing = sub.add_parser("ingest", help="consume device messages into the database")
+    ing.add_argument(
+        "--workers", type=int, default=1, help="worker processes (restarted if they die)"
+    )
     ing.add_argument("--batch-size", type=int, default=2000)
     ing.add_argument("--max-age-ms", type=float, default=50.0)
     ing.add_argument("--client-id", default="transit-ingest-0")

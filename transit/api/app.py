@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
-from transit.api.routes import alerts, health, transits
+from transit.api.routes import alerts, health, metrics, transits
 from transit.config import Settings, get_settings
 
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(transits.router, prefix="/api/v1")
     app.include_router(alerts.router, prefix="/api/v1")
     return app

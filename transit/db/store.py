@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from transit.model import AlertEvent, Fix, SealEvent
 
@@ -165,6 +166,29 @@ def write_batch(
                     (a.time, json.dumps(a.details), a.mrn, a.type.value, a.key),
                 )
     return inserted, new_alert_ids
+
+
+def save_worker_stats(
+    conn: Conn, worker_id: str, pid: int, started: datetime, stats: dict[str, Any]
+) -> None:
+    """Upsert one ingest worker's counters."""
+    conn.execute(
+        "INSERT INTO ingest_workers (worker_id, pid, started_at, updated_at, stats)"
+        " VALUES (%s, %s, %s, now(), %s) ON CONFLICT (worker_id) DO UPDATE SET"
+        " pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, updated_at = now(),"
+        " stats = EXCLUDED.stats",
+        (worker_id, pid, started, json.dumps(stats)),
+    )
+
+
+def worker_stats(conn: Conn) -> list[tuple[str, float, dict[str, Any]]]:
+    """Every worker's id, seconds since its last update, and counters."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            "SELECT worker_id, extract(epoch FROM now() - updated_at)::float8, stats"
+            " FROM ingest_workers ORDER BY worker_id"
+        ).fetchall()
+    return [(r[0], float(r[1]), r[2]) for r in rows]
 
 
 def active_transits(conn: Conn) -> dict[str, ActiveTransit]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,6 +35,7 @@ from transit.mqtt import connect_properties, make_client
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION = "$share/ingest/transit/v1/devices/+/+"
+Item = tuple[int, int, RawMessage, float]  # mid, qos, message, monotonic receive time
 
 
 @dataclass
@@ -46,15 +49,62 @@ class WorkerConfig:
     client_id: str = "transit-ingest-0"
 
 
+BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+@dataclass
+class Histogram:
+    """Bucket counts (non-cumulative) and the sum, as Prometheus histograms need."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        i = next((k for k, b in enumerate(self.bounds) if value <= b), len(self.bounds))
+        self.counts[i] += 1
+        self.total += value
+
+    def as_json(self) -> dict[str, Any]:
+        """The histogram as stored."""
+        return {"bounds": list(self.bounds), "counts": self.counts, "sum": self.total}
+
+
 @dataclass
 class Stats:
-    """Counters a worker keeps (exported as metrics)."""
+    """Counters a worker keeps; written to ``ingest_workers`` and exported at /metrics."""
 
     messages_in: int = 0
     rows_written: int = 0
+    duplicates: int = 0
     batches: int = 0
     alerts_raised: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+    commit_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
+    ack_lag_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
+    queue_depth: int = 0
+    last_ack_lag_ms: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """The snapshot stored for /metrics."""
+        return {
+            "messages_in": self.messages_in,
+            "rows_written": self.rows_written,
+            "duplicates": self.duplicates,
+            "batches": self.batches,
+            "alerts_raised": self.alerts_raised,
+            "dead_letters": dict(self.dead_letters),
+            "batch_size": self.batch_size.as_json(),
+            "commit_ms": self.commit_ms.as_json(),
+            "ack_lag_ms": self.ack_lag_ms.as_json(),
+            "queue_depth": self.queue_depth,
+            "last_ack_lag_ms": self.last_ack_lag_ms,
+        }
 
 
 class IngestWorker:
@@ -64,7 +114,9 @@ class IngestWorker:
         self.settings = settings
         self.config = config or WorkerConfig()
         self.stats = Stats()
-        self._queue: queue.Queue[tuple[int, int, RawMessage]] = queue.Queue(self.config.queue_limit)
+        self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
+        self._started = datetime.now(UTC)
+        self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.pipeline = Pipeline({})
@@ -96,7 +148,8 @@ class IngestWorker:
         for name, value in getattr(props, "UserProperty", None) or []:
             if name == "sig":
                 sig = value
-        self._queue.put((msg.mid, msg.qos, RawMessage(msg.topic, bytes(msg.payload), sig)))
+        raw = RawMessage(msg.topic, bytes(msg.payload), sig)
+        self._queue.put((msg.mid, msg.qos, raw, time.monotonic()))
 
     # -- database side (main thread) --------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
@@ -135,8 +188,8 @@ class IngestWorker:
         conn.commit()
         self._last_refresh = now
 
-    def _take_batch(self) -> list[tuple[int, int, RawMessage]]:
-        batch: list[tuple[int, int, RawMessage]] = []
+    def _take_batch(self) -> list[Item]:
+        batch: list[Item] = []
         try:
             batch.append(self._queue.get(timeout=0.2))
         except queue.Empty:
@@ -156,25 +209,28 @@ class IngestWorker:
                 break
         return batch
 
-    def _unknown_sender(self, batch: list[tuple[int, int, RawMessage]]) -> bool:
+    def _unknown_sender(self, batch: list[Item]) -> bool:
         known = self.pipeline.devices
         return any(
-            m.topic.split("/")[3:4] and m.topic.split("/")[3] not in known for _, _, m in batch
+            m.topic.split("/")[3:4] and m.topic.split("/")[3] not in known for _, _, m, _ in batch
         )
 
-    def _commit(self, batch: list[tuple[int, int, RawMessage]]) -> None:
+    def _commit(self, batch: list[Item]) -> None:
         while True:
             conn = self._db()
             try:
                 if self._unknown_sender(batch) and time.monotonic() - self._last_refresh > 1.0:
                     self._last_refresh = 0.0  # a device registered since: look again
                 self._refresh(conn)
-                result = self.pipeline.process([m for _, _, m in batch])
+                result = self.pipeline.process([m for _, _, m, _ in batch])
+                t0 = time.monotonic()
                 rows, alert_ids = store.write_batch(
                     conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
                 )
                 alerts = [store.alert_as_json(conn, i) for i in alert_ids]
+                self._save_stats(conn)
                 conn.commit()
+                self.stats.commit_ms.observe((time.monotonic() - t0) * 1000)
                 break
             except psycopg.OperationalError as exc:
                 log.warning("batch not committed (%s); reconnecting and retrying", exc)
@@ -184,18 +240,47 @@ class IngestWorker:
                 self.pipeline.deviation.clear()
                 if self._stop.wait(0.5):
                     raise
-        for mid, qos, _ in batch:
+        for mid, qos, _, _ in batch:
             if qos > 0:
                 self.client.ack(mid, qos)
-        self.stats.messages_in += len(batch)
-        self.stats.rows_written += rows
-        self.stats.batches += 1
+        self._count(len(batch), rows, len(result.fixes), result.dead_letters)
+        lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
+        self.stats.ack_lag_ms.observe(lag)
+        self.stats.last_ack_lag_ms = lag
         self.stats.alerts_raised += len(alert_ids)
-        for d in result.dead_letters:
-            self.stats.dead_letters[d.reason] += 1
         for a in alerts:
             if a is not None:
                 self.client.publish(ALERT_TOPIC, json.dumps(a), qos=1)
+
+    def _save_stats(self, conn: psycopg.Connection[Any]) -> None:
+        """Store the counters (at most once a second) in the batch's own transaction."""
+        now = time.monotonic()
+        if now - self._last_snapshot < 1.0:
+            return
+        self._last_snapshot = now
+        self.stats.queue_depth = self._queue.qsize()
+        snap = self.stats.as_json()
+        snap["queue_limit"] = self.config.queue_limit
+        store.save_worker_stats(conn, self.config.client_id, os.getpid(), self._started, snap)
+
+    def _idle(self) -> None:
+        """With nothing to do, still say so: /health/ingest tells idle from dead."""
+        try:
+            conn = self._db()
+            self._save_stats(conn)
+            conn.commit()
+        except psycopg.OperationalError:
+            self._conn = None
+
+    def _count(self, n: int, rows: int, fixes: int, dead: list[store.DeadLetter]) -> None:
+        st = self.stats
+        st.messages_in += n
+        st.rows_written += rows
+        st.duplicates += fixes - rows
+        st.batches += 1
+        st.batch_size.observe(n)
+        for d in dead:
+            st.dead_letters[d.reason] += 1
 
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT or :meth:`stop`."""
@@ -212,6 +297,8 @@ class IngestWorker:
                 batch = self._take_batch()
                 if batch:
                     self._commit(batch)
+                else:
+                    self._idle()
         finally:
             self.client.disconnect()
             self.client.loop_stop()

@@ -92,13 +92,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        extra = ["--batch-size", str(args.batch_size), "--max-age-ms", str(args.max_age_ms)]
+        extra = [
+            "--batch-size",
+            str(args.batch_size),
+            "--max-age-ms",
+            str(args.max_age_ms),
+            "--group",
+            args.group,
+        ]
         supervise(args.workers, extra, stop)
         return 0
     worker = IngestWorker(
         get_settings(),
         WorkerConfig(
-            batch_size=args.batch_size, max_age_ms=args.max_age_ms, client_id=args.client_id
+            batch_size=args.batch_size,
+            max_age_ms=args.max_age_ms,
+            client_id=args.client_id,
+            group=args.group,
         ),
     )
     worker.install_signal_handlers()
@@ -234,6 +244,46 @@ def cmd_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from transit.bench.ingest import BenchConfig, run
+
+    settings = get_settings()
+    cfg = BenchConfig(messages=args.messages, workers=args.workers, devices=args.devices)
+    result = run(settings, cfg)
+    if not args.no_batched:
+        batched = run(
+            settings,
+            BenchConfig(
+                messages=args.messages // 10,
+                workers=args.workers,
+                devices=args.devices,
+                fixes_per_message=10,
+                naive_messages=300,
+                latency_messages=300,
+            ),
+        )
+        result["batched"] = {
+            k: batched[k]
+            for k in (
+                "messages",
+                "fixes_per_message",
+                "throughput_msg_s",
+                "throughput_rows_s",
+                "limit_paho_noop_msg_s",
+                "ratio_vs_paho_noop",
+                "ratio_rows_vs_psql_copy",
+                "lost",
+                "duplicates",
+            )
+        }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:28} {v}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_demo
 
@@ -279,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--batch-size", type=int, default=2000)
     ing.add_argument("--max-age-ms", type=float, default=50.0)
     ing.add_argument("--client-id", default="transit-ingest-0")
+    ing.add_argument("--group", default="ingest", help="shared-subscription group")
     ing.set_defaults(func=cmd_ingest)
 
     api = sub.add_parser("api", help="serve the HTTP API")
@@ -343,6 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--baud", type=int, default=9600)
     edge.add_argument("--outbox", help="store-and-forward SQLite file")
     edge.set_defaults(func=cmd_edge)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench_cmd", required=True
+    )
+    bi = bench.add_parser("ingest", help="ingest throughput against its references")
+    bi.add_argument("--json", action="store_true", help="print one JSON object")
+    bi.add_argument("--messages", type=int, default=20000)
+    bi.add_argument("--workers", type=int, default=2)
+    bi.add_argument("--devices", type=int, default=100)
+    bi.add_argument("--no-batched", action="store_true", help="skip the 10-fixes-per-message run")
+    bi.set_defaults(func=cmd_bench_ingest)
 
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)

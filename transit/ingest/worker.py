@@ -34,7 +34,7 @@ from transit.mqtt import connect_properties, make_client
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTION = "$share/ingest/transit/v1/devices/+/+"
+DEVICE_TOPICS = "transit/v1/devices/+/+"
 Item = tuple[int, int, RawMessage, float]  # mid, qos, message, monotonic receive time
 
 
@@ -47,6 +47,12 @@ class WorkerConfig:
     queue_limit: int = 20000
     refresh_s: float = 2.0
     client_id: str = "transit-ingest-0"
+    group: str = "ingest"  # the shared-subscription group: $share/<group>/...
+
+    @property
+    def subscription(self) -> str:
+        """The topic filter this worker subscribes to."""
+        return f"$share/{self.group}/{DEVICE_TOPICS}"
 
 
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
@@ -138,8 +144,8 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused ingest: %s", reason)
             return
-        client.subscribe(SUBSCRIPTION, qos=1)
-        log.info("ingest subscribed to %s", SUBSCRIPTION)
+        client.subscribe(self.config.subscription, qos=1)
+        log.info("ingest subscribed to %s", self.config.subscription)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Blocks when the queue is full: paho stops reading and the broker holds on.

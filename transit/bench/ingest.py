@@ -82,6 +82,7 @@ class BenchBroker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start with empty persistence."""
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "data").mkdir(parents=True)
         conf = self.dir / "mosquitto.conf"
@@ -106,7 +107,15 @@ class BenchBroker:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "mosquitto", "mosquitto")
             shutil.chown(self.dir / "data", "mosquitto", "mosquitto")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)])
+        self._launch()
+
+    def restart(self) -> None:
+        """Stop (the broker saves its sessions and queues) and start again."""
+        self.stop()
+        self._launch()
+
+    def _launch(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.dir / "mosquitto.conf")])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -145,7 +154,7 @@ def _connect(
     return c
 
 
-def _open_session(settings: Settings, user: str, password: str, client_id: str, group: str) -> None:
+def open_session(settings: Settings, user: str, password: str, client_id: str, group: str) -> None:
     """Create a persistent session subscribed to the device topics, then leave it."""
     c = _connect(settings, user, password, client_id, persistent=True)
     c.subscribe(f"$share/{group}/{DEVICE_TOPICS}", qos=1)[1]
@@ -428,9 +437,9 @@ def run(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
         messages = make_messages(cfg, datetime(2026, 1, 1, tzinfo=UTC))
         expected_rows = len(messages) * cfg.fixes_per_message
         admin = (bs.mqtt_admin_user, bs.mqtt_admin_password)
-        _open_session(bs, *admin, "bench-noop", "noop")
+        open_session(bs, *admin, "bench-noop", "noop")
         for i in range(cfg.workers):
-            _open_session(
+            open_session(
                 bs, bs.mqtt_ingest_user, bs.mqtt_ingest_password, f"bench-ingest-{i}", "bench"
             )
         publish_rate = publish_all(bs, messages)
@@ -449,7 +458,7 @@ def run(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
         for p in procs:
             p.wait(20)
         procs = []
-        _open_session(bs, *admin, "bench-naive", "naive")
+        open_session(bs, *admin, "bench-naive", "naive")
         naive_msgs = messages[: cfg.naive_messages]
         publish_all(bs, naive_msgs)
         naive_rate = naive(bs, len(naive_msgs))

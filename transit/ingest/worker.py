@@ -35,7 +35,8 @@ from transit.mqtt import connect_properties, make_client
 log = logging.getLogger(__name__)
 
 DEVICE_TOPICS = "transit/v1/devices/+/+"
-Item = tuple[int, int, RawMessage, float]  # mid, qos, message, monotonic receive time
+# mid, qos, message, monotonic receive time, connection it came on
+Item = tuple[int, int, RawMessage, float, int]
 
 
 @dataclass
@@ -122,6 +123,7 @@ class IngestWorker:
         self.stats = Stats()
         self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
         self._started = datetime.now(UTC)
+        self._generation = 0
         self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -144,6 +146,9 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused ingest: %s", reason)
             return
+        # A message id belongs to one connection: acknowledgements owed on the previous
+        # one are dropped, and the broker redelivers those messages on this one.
+        self._generation += 1
         client.subscribe(self.config.subscription, qos=1)
         log.info("ingest subscribed to %s", self.config.subscription)
 
@@ -155,7 +160,7 @@ class IngestWorker:
             if name == "sig":
                 sig = value
         raw = RawMessage(msg.topic, bytes(msg.payload), sig)
-        self._queue.put((msg.mid, msg.qos, raw, time.monotonic()))
+        self._queue.put((msg.mid, msg.qos, raw, time.monotonic(), self._generation))
 
     # -- database side (main thread) --------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
@@ -217,9 +222,11 @@ class IngestWorker:
 
     def _unknown_sender(self, batch: list[Item]) -> bool:
         known = self.pipeline.devices
-        return any(
-            m.topic.split("/")[3:4] and m.topic.split("/")[3] not in known for _, _, m, _ in batch
-        )
+        for item in batch:
+            parts = item[2].topic.split("/")
+            if len(parts) > 3 and parts[3] not in known:
+                return True
+        return False
 
     def _commit(self, batch: list[Item]) -> None:
         while True:
@@ -228,7 +235,7 @@ class IngestWorker:
                 if self._unknown_sender(batch) and time.monotonic() - self._last_refresh > 1.0:
                     self._last_refresh = 0.0  # a device registered since: look again
                 self._refresh(conn)
-                result = self.pipeline.process([m for _, _, m, _ in batch])
+                result = self.pipeline.process([m for _, _, m, _, _ in batch])
                 t0 = time.monotonic()
                 rows, alert_ids = store.write_batch(
                     conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
@@ -246,8 +253,8 @@ class IngestWorker:
                 self.pipeline.deviation.clear()
                 if self._stop.wait(0.5):
                     raise
-        for mid, qos, _, _ in batch:
-            if qos > 0:
+        for mid, qos, _, _, gen in batch:
+            if qos > 0 and gen == self._generation:
                 self.client.ack(mid, qos)
         self._count(len(batch), rows, len(result.fixes), result.dead_letters)
         lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch

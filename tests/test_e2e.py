@@ -150,17 +150,20 @@ def test_signed_device_forged_and_unsigned_messages_are_dead_lettered(settings, 
 def test_metrics_count_dead_letters_by_reason_and_health_says_ingest_keeps_up(
     settings, db, ingest, api_url
 ):
+    import secrets
+
     from transit.db.reference import register_device
     from transit.devices import payload as wire
     from transit.mqtt import make_client
 
-    register_device(db, "METRICS1")
+    dev = f"METRICS{secrets.token_hex(4).upper()}"  # registered after the worker started
+    register_device(db, dev)
     db.commit()
     c = make_client(settings, settings.mqtt_admin_user, settings.mqtt_admin_password)
     c.connect(settings.mqtt_host, settings.mqtt_port)
     c.loop_start()
-    c.publish(wire.topic_for("METRICS1", "telemetry"), b"not json", qos=1).wait_for_publish(5)
-    c.publish(wire.topic_for("METRICS1", "telemetry"), b'{"v":1}', qos=1).wait_for_publish(5)
+    c.publish(wire.topic_for(dev, "telemetry"), b"not json", qos=1).wait_for_publish(5)
+    c.publish(wire.topic_for(dev, "telemetry"), b'{"v":1}', qos=1).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
 

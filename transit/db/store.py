@@ -200,9 +200,12 @@ def active_transits(conn: Conn) -> dict[str, ActiveTransit]:
     return {r[1]: ActiveTransit(r[0], r[1], r[2], tuple(r[3])) for r in rows}
 
 
-def device_keys(conn: Conn) -> dict[str, bytes | None]:
-    """Every registered device with its HMAC key (None for a device that signs nothing)."""
-    rows = conn.execute("SELECT device_id, hmac_key FROM devices").fetchall()
+def device_keys(conn: Conn, only: list[str] | None = None) -> dict[str, bytes | None]:
+    """Registered devices (all, or ``only`` those) with their HMAC key (None: unsigned)."""
+    rows = conn.execute(
+        "SELECT device_id, hmac_key FROM devices WHERE %s::text[] IS NULL OR device_id = ANY(%s)",
+        (only, only),
+    ).fetchall()
     return {r[0]: (bytes(r[1]) if r[1] is not None else None) for r in rows}
 
 

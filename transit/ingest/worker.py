@@ -124,6 +124,7 @@ class IngestWorker:
         self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
         self._started = datetime.now(UTC)
         self._generation = 0
+        self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
         self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -220,20 +221,29 @@ class IngestWorker:
                 break
         return batch
 
-    def _unknown_sender(self, batch: list[Item]) -> bool:
-        known = self.pipeline.devices
+    def _look_up_senders(self, conn: psycopg.Connection[Any], batch: list[Item]) -> None:
+        """Senders not known yet are looked up (a device registered since the last
+        refresh); one still unknown is not asked about again for two seconds."""
+        now = time.monotonic()
+        unknown = set()
         for item in batch:
             parts = item[2].topic.split("/")
-            if len(parts) > 3 and parts[3] not in known:
-                return True
-        return False
+            dev = parts[3] if len(parts) > 3 else None
+            if dev and dev not in self.pipeline.devices and self._not_found.get(dev, 0.0) < now:
+                unknown.add(dev)
+        if not unknown:
+            return
+        found = store.device_keys(conn, sorted(unknown))
+        if found:
+            self._last_refresh = 0.0  # their transits may be new too
+        for dev in unknown - found.keys():
+            self._not_found[dev] = now + 2.0
 
     def _commit(self, batch: list[Item]) -> None:
         while True:
             conn = self._db()
             try:
-                if self._unknown_sender(batch) and time.monotonic() - self._last_refresh > 1.0:
-                    self._last_refresh = 0.0  # a device registered since: look again
+                self._look_up_senders(conn, batch)
                 self._refresh(conn)
                 result = self.pipeline.process([m for _, _, m, _, _ in batch])
                 t0 = time.monotonic()

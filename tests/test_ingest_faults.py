@@ -48,7 +48,7 @@ def _services(action: str) -> None:
 
 
 def test_100k_messages_through_worker_kills_and_broker_and_database_restarts(
-    settings, db, tmp_path
+    settings, db, tmp_path, capsys
 ) -> None:
     port = settings.mqtt_port + 2
     bs = bench_settings(settings, port)
@@ -160,10 +160,11 @@ def test_100k_messages_through_worker_kills_and_broker_and_database_restarts(
         broker.stop()
         for b in outboxes:
             b.close()
-    print(
-        f"\nfaults: {MESSAGES} published, {total} stored, {distinct} distinct, "
-        f"{kills} worker kills, broker and PostgreSQL restarted once each"
-    )
+    with capsys.disabled():
+        print(
+            f"\nfaults: {MESSAGES} published, {total} stored, {distinct} distinct, "
+            f"{kills} worker kills, broker and PostgreSQL restarted once each"
+        )
     assert broker_restarted and pg_restarted and kills >= 3
     assert per_dev == dict.fromkeys(devices, per_device)
     assert (total, distinct) == (MESSAGES, MESSAGES)

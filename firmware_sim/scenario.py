@@ -52,11 +52,15 @@ def fleet_plan(
     seed: int = 1,
     incidents: bool = True,
     year: int = 26,
+    traffic: bool = True,
 ) -> list[TruckPlan]:
     """``trucks`` trucks spread over the network's corridors, a few with incidents.
 
-    With ``incidents``: truck 3 leaves its corridor 20 s in, truck 7 has a seal cut
-    30 s in, truck 11 leaves its corridor 60 s in (all when the fleet is that large).
+    With ``traffic``, every truck meets what a clean journey holds: one to three
+    traffic stops of one to four minutes and a tunnel of 20 to 60 s without a fix,
+    somewhere in its first two hours. With ``incidents``: truck 3 leaves its corridor
+    20 s in, truck 7 has a seal cut 30 s in, truck 11 leaves its corridor 60 s in (all
+    when the fleet is that large).
     """
     rng = random.Random(seed)
     corridors = [f for f in network["features"] if f["properties"]["kind"] == "corridor"]
@@ -83,6 +87,14 @@ def fleet_plan(
                 speed_kmh=rng.uniform(60, 85),
             )
         )
+        if traffic:
+            plans[-1].incidents += [
+                Incident("stop", rng.uniform(120, 7200), rng.uniform(60, 240))
+                for _ in range(rng.randint(1, 3))
+            ]
+            plans[-1].incidents.append(
+                Incident("tunnel", rng.uniform(120, 7200), rng.uniform(20, 60))
+            )
     if incidents:
         for idx, inc in (
             (3, Incident("detour", 20)),

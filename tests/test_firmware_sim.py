@@ -51,7 +51,7 @@ def test_every_message_validates_against_wire_protocol_v1() -> None:
 
 def test_trucks_drive_at_realistic_speed_inside_their_corridor() -> None:
     corridors, _ = load_geojson(acts_network())
-    plans = fleet_plan(acts_network(), 6, seed=3, incidents=False)
+    plans = fleet_plan(acts_network(), 6, seed=3, incidents=False, traffic=False)
     for i, plan in enumerate(plans):
         corridor = next(c for c in corridors if c.id == plan.corridor_id)
         fixes = [tel.fixes[0] for tel, _ in drive(plan.truck(i), 60) if tel]
@@ -129,3 +129,13 @@ def test_serial_fleet_speaks_nmea_and_seal_frames_on_pseudo_terminals(tmp_path) 
     assert [f.time for f in fixes] == [T0 + timedelta(seconds=10 * k) for k in range(1, 8)]
     frames = [g for g in got_seal if not isinstance(g, Reject)]
     assert [(f.seal_id, f.status.value) for f in frames] == [("ES01-0000000007", "tampered")]
+
+
+def test_default_fleet_meets_traffic_stops_and_tunnels() -> None:
+    plans = fleet_plan(acts_network(), 10, seed=1, incidents=False)
+    kinds = [{i.kind for i in p.incidents} for p in plans]
+    assert all(k == {"stop", "tunnel"} for k in kinds)
+    truck = plans[0].truck(0)
+    tunnel = next(i for i in plans[0].incidents if i.kind == "tunnel")
+    out = drive(truck, int((tunnel.at_s + tunnel.for_s) / 10) + 2)
+    assert any(tel is None for tel, _ in out)  # no fix inside the tunnel

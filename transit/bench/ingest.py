@@ -165,7 +165,7 @@ def open_session(settings: Settings, user: str, password: str, client_id: str, g
 
 def make_messages(cfg: BenchConfig, start: datetime) -> list[tuple[str, bytes]]:
     """Simulator telemetry for ``cfg.devices`` trucks on the ACTS corridors."""
-    plans = fleet_plan(acts_network(), cfg.devices, seed=97, incidents=False)
+    plans = fleet_plan(acts_network(), cfg.devices, seed=97, incidents=False, traffic=False)
     trucks = [p.truck(i, interval_s=1.0) for i, p in enumerate(plans)]
     per_device = -(-cfg.messages // cfg.devices)
     out: list[tuple[str, bytes]] = []
@@ -247,7 +247,7 @@ def reset_database(settings: Settings, cfg: BenchConfig) -> list[str]:
         conn.commit()
         network = acts_network()
         import_geojson(conn, network)
-        plans = fleet_plan(network, cfg.devices, seed=97, incidents=False)
+        plans = fleet_plan(network, cfg.devices, seed=97, incidents=False, traffic=False)
         provision_fleet(conn, plans)
         return [p.device_id for p in plans]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -61,7 +62,10 @@ class Fleet:
         info = self.clients[device_id].publish(
             wire.topic_for(device_id, kind), wire.encode(model), qos=1
         )
-        self._pending.append(info)
+        # Published while the broker is away: paho keeps it and sends it on reconnect,
+        # but its handle cannot be waited on; only those sent now are tracked.
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._pending.append(info)
         self.published += 1
 
     def run(
@@ -94,7 +98,7 @@ class Fleet:
                     out.append(("telemetry", telemetry))
                 for kind, model in self._transport_faults(truck, out):
                     self._publish(truck.device_id, kind, model)
-            self._pending = [p for p in self._pending if not p.is_published()]
+            self._prune()
         for device_id, held in self._held.items():
             for kind, model in held:
                 self._publish(device_id, kind, model)
@@ -117,16 +121,30 @@ class Fleet:
         """Wait until the broker has acknowledged every message published."""
         deadline = time.monotonic() + timeout
         for info in self._pending:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        self._pending = [p for p in self._pending if not p.is_published()]
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except RuntimeError:  # the connection dropped meanwhile; paho resends
+                continue
+        self._prune()
+
+    def _prune(self) -> None:
+        keep = []
+        for info in self._pending:
+            try:
+                if not info.is_published():
+                    keep.append(info)
+            except RuntimeError:
+                continue
+        self._pending = keep
 
     def close(self) -> None:
         """Disconnect every device (a clean disconnect: no last will)."""
         for device_id, c in self.clients.items():
             off = json.dumps({"v": 1, "state": "offline"}).encode()
-            c.publish(
-                wire.topic_for(device_id, "status"), off, qos=1, retain=True
-            ).wait_for_publish(5)
+            info = c.publish(wire.topic_for(device_id, "status"), off, qos=1, retain=True)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(RuntimeError):
+                    info.wait_for_publish(5)
             c.disconnect()
             c.loop_stop()
         self.clients.clear()

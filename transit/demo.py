@@ -22,11 +22,12 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 def run_demo(settings: Settings, trucks: int, seed: int) -> int:
     """Start everything, print where to look and what is happening, stop on Ctrl-C."""
     base = f"http://{settings.api_host}:{settings.api_port}"
-    procs = [
-        _spawn("api"),
-        _spawn("ingest"),
-        _spawn("sim", "--trucks", str(trucks), "--seed", str(seed), "--provision"),
+    commands = [
+        ("api",),
+        ("ingest",),
+        ("sim", "--trucks", str(trucks), "--seed", str(seed), "--provision"),
     ]
+    procs = [_spawn(*c) for c in commands]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -49,9 +50,10 @@ def run_demo(settings: Settings, trucks: int, seed: int) -> int:
                 if stopping:
                     break
                 time.sleep(0.2)
-            if any(p.poll() is not None for p in procs):
-                print("demo: a component exited; stopping", flush=True)
-                break
+            for i, p in enumerate(procs):
+                if p.poll() is not None and not stopping:
+                    print(f"demo: {commands[i][0]} exited ({p.returncode}); restarting", flush=True)
+                    procs[i] = _spawn(*commands[i])
             try:
                 with psycopg.connect(settings.database_url, connect_timeout=3) as conn:
                     row = conn.execute(

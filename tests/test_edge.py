@@ -118,7 +118,11 @@ class Edge:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("the edge reader did not stop on SIGTERM") from None
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,14 +204,19 @@ def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> float:
     return rate
 
 
-def drain_noop(settings: Settings, expected: int) -> float:
-    """The reference: a paho subscriber that only counts. Returns msg/s."""
+def drain(
+    settings: Settings, client_id: str, expected: int, handle: Callable[[Any], None] | None
+) -> float:
+    """Resume a persistent session and take ``expected`` queued messages, handing each
+    to ``handle`` (None: only count). Returns msg/s from the first to the last."""
     count = 0
     first = last = 0.0
     done = threading.Event()
 
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         nonlocal count, first, last
+        if handle is not None:
+            handle(msg)
         now = time.perf_counter()
         if count == 0:
             first = now
@@ -220,7 +226,7 @@ def drain_noop(settings: Settings, expected: int) -> float:
             done.set()
 
     c = make_client(
-        settings, settings.mqtt_admin_user, settings.mqtt_admin_password, client_id="bench-noop"
+        settings, settings.mqtt_admin_user, settings.mqtt_admin_password, client_id=client_id
     )
     c.on_message = on_message
     c.connect(
@@ -379,12 +385,13 @@ def psql_copy(settings: Settings) -> float:
 def naive(settings: Settings, count: int) -> float:
     """paho callback -> pydantic -> INSERT and commit, per message. Returns msg/s."""
     conn = psycopg.connect(settings.database_url)
-    done = threading.Event()
-    n = 0
-    first = last = 0.0
+    conn.execute("DROP TABLE IF EXISTS fixes_naive")
+    conn.execute("CREATE TABLE fixes_naive (LIKE fixes INCLUDING DEFAULTS)")
+    conn.execute("SELECT create_hypertable('fixes_naive', 'time')")
+    conn.execute("CREATE UNIQUE INDEX ON fixes_naive (device_id, seq, idx, time)")
+    conn.commit()
 
-    def on_message(client: Any, userdata: Any, msg: Any) -> None:
-        nonlocal n, first, last
+    def insert(msg: Any) -> None:
         device_id, model = wire.decode(msg.topic, msg.payload)
         assert isinstance(model, wire.TelemetryV1)
         for f in wire.fixes_of(device_id, model):
@@ -394,35 +401,11 @@ def naive(settings: Settings, count: int) -> float:
                 (f.time, f.device_id, f.seq, f.idx, f.lat, f.lon),
             )
         conn.commit()
-        now = time.perf_counter()
-        if n == 0:
-            first = now
-        n += 1
-        last = now
-        if n >= count:
-            done.set()
 
-    conn.execute("DROP TABLE IF EXISTS fixes_naive")
-    conn.execute("CREATE TABLE fixes_naive (LIKE fixes INCLUDING DEFAULTS)")
-    conn.execute("SELECT create_hypertable('fixes_naive', 'time')")
-    conn.execute("CREATE UNIQUE INDEX ON fixes_naive (device_id, seq, idx, time)")
-    conn.commit()
-    c = make_client(
-        settings, settings.mqtt_admin_user, settings.mqtt_admin_password, client_id="bench-naive"
-    )
-    c.on_message = on_message
-    c.connect(
-        settings.mqtt_host,
-        settings.mqtt_port,
-        clean_start=False,
-        properties=connect_properties(3600),
-    )
-    c.loop_start()
-    done.wait(300)
-    c.disconnect()
-    c.loop_stop()
-    conn.close()
-    return (n - 1) / (last - first) if n > 1 and last > first else 0.0
+    try:
+        return drain(settings, "bench-naive", count, insert)
+    finally:
+        conn.close()
 
 
 def run(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
@@ -443,7 +426,7 @@ def run(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
                 bs, bs.mqtt_ingest_user, bs.mqtt_ingest_password, f"bench-ingest-{i}", "bench"
             )
         publish_rate = publish_all(bs, messages)
-        noop = drain_noop(bs, len(messages))
+        noop = drain(bs, "bench-noop", len(messages), None)
         throughput_rows, procs = run_workers(bs, cfg, expected_rows)
         throughput = throughput_rows / cfg.fixes_per_message
         with psycopg.connect(bs.database_url) as conn:

@@ -4,9 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv services demo test check lint typecheck pytest stop status doctor clean
+.PHONY: setup geodata system venv services demo test check lint typecheck pytest stop status doctor clean
 
-setup: system venv services
+setup: system venv services geodata
+
+geodata: venv
+	@bash scripts/setup-geodata.sh
 
 system:
 	@bash scripts/setup-system.sh

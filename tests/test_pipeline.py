@@ -13,7 +13,7 @@ BODY = json.dumps(
 
 
 def _pipeline() -> Pipeline:
-    p = Pipeline({})
+    p = Pipeline()
     p.devices = {"SIGNED1": KEY, "PLAIN1": None}
     return p
 

@@ -229,6 +229,15 @@ def corridor_rows(
     ]
 
 
+def office_rows(conn: Conn) -> list[tuple[str, str, str, tuple[str, ...], float, float, float]]:
+    """Every office as the geofence needs it: ref, name, country, roles, lon, lat, radius."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            "SELECT ref, name, country, roles, lon, lat, radius_m FROM offices ORDER BY ref"
+        ).fetchall()
+    return [(r[0], r[1], r[2], tuple(r[3]), float(r[4]), float(r[5]), float(r[6])) for r in rows]
+
+
 def alert_as_json(conn: Conn, alert_id: int) -> dict[str, Any] | None:
     """One alert as the API and the live topic show it."""
     row = conn.execute(

@@ -25,14 +25,14 @@ from shapely.geometry import LineString, Point, Polygon, mapping, shape
 DENSIFY_DEG = 0.005  # about 550 m: a vertex at least that often along a route
 
 
-def _reproject(geom: Any, transformer: Transformer) -> Any:
+def reproject(geom: Any, transformer: Transformer) -> Any:
     def fn(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[Any, Any]:
         return transformer.transform(x, y)
 
     return shapely.transform(geom, fn, interleaved=False)
 
 
-def _local_projection(lon0: float, lat0: float) -> tuple[Transformer, Transformer]:
+def local_projection(lon0: float, lat0: float) -> tuple[Transformer, Transformer]:
     crs = f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m"
     fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     inv = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
@@ -54,12 +54,12 @@ class Corridor:
     @cached_property
     def _projection(self) -> tuple[Transformer, Transformer]:
         c = self.route.centroid
-        return _local_projection(c.x, c.y)
+        return local_projection(c.x, c.y)
 
     @cached_property
     def _route_m(self) -> LineString:
         fwd = self._projection[0]
-        return _reproject(shapely.segmentize(self.route, DENSIFY_DEG), fwd)
+        return reproject(shapely.segmentize(self.route, DENSIFY_DEG), fwd)
 
     def contains(self, lons: NDArray[np.float64], lats: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Whether each point lies inside the corridor (vectorised)."""
@@ -101,12 +101,12 @@ def build_corridor(
         raise ValueError(f"corridor {corridor_id}: a route needs at least two waypoints")
     route = LineString([(float(c[0]), float(c[1])) for c in coords])
     c = route.centroid
-    fwd, inv = _local_projection(c.x, c.y)
+    fwd, inv = local_projection(c.x, c.y)
     # RFC 7946: a segment is straight in longitude/latitude. Densify before projecting,
     # so the buffered corridor follows that line and not a chord of the projection.
     dense = shapely.segmentize(route, DENSIFY_DEG)
-    area_m = _reproject(dense, fwd).buffer(width_m / 2, quad_segs=8)
-    area = _reproject(area_m, inv)
+    area_m = reproject(dense, fwd).buffer(width_m / 2, quad_segs=8)
+    area = reproject(area_m, inv)
     shapely.prepare(area)
     return Corridor(
         id=corridor_id,
@@ -133,7 +133,7 @@ class Office:
 
     def contains(self, lon: float, lat: float) -> bool:
         """Whether a point lies inside the office's geofence."""
-        fwd, _ = _local_projection(self.lon, self.lat)
+        fwd, _ = local_projection(self.lon, self.lat)
         x, y = fwd.transform(lon, lat)
         return bool(Point(x, y).distance(Point(0, 0)) <= self.radius_m)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from transit.db.store import ActiveTransit, DeadLetter
 from transit.devices import payload as wire
-from transit.geofence.corridor import Corridor
+from transit.geofence.engine import GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.deviation import DeviationRule, DeviationState
 from transit.rules.seal import check_seal
@@ -41,8 +41,10 @@ class BatchResult:
 class Pipeline:
     """Decodes messages and runs the corridor rules for the transits under way."""
 
-    def __init__(self, corridors: dict[str, Corridor], rule: DeviationRule | None = None) -> None:
-        self.corridors = corridors
+    def __init__(
+        self, engine: GeofenceEngine | None = None, rule: DeviationRule | None = None
+    ) -> None:
+        self.engine = engine
         self.rule = rule or DeviationRule()
         self.transits: dict[str, ActiveTransit] = {}
         # Registered devices and their HMAC keys (None: the device signs nothing).
@@ -94,35 +96,46 @@ class Pipeline:
         return out
 
     def _check_corridors(self, fixes: list[Fix]) -> list[AlertEvent]:
-        by_device: dict[str, list[Fix]] = {}
-        for f in fixes:
-            if f.device_id in self.transits:
-                by_device.setdefault(f.device_id, []).append(f)
+        mine = [f for f in fixes if f.device_id in self.transits]
+        if not mine or self.engine is None:
+            return []
+        mine.sort(key=lambda f: (f.device_id, f.time))
+        n = len(mine)
+        lons = np.fromiter((f.lon for f in mine), dtype=np.float64, count=n)
+        lats = np.fromiter((f.lat for f in mine), dtype=np.float64, count=n)
+        speeds = np.fromiter(
+            (np.nan if f.speed_kmh is None else f.speed_kmh for f in mine), np.float64, n
+        )
+        devices = np.asarray([f.device_id for f in mine], dtype=object)
+        corridor_of = {d: t.corridor_id for d, t in self.transits.items()}
+        checked = self.engine.check(
+            lons, lats, np.asarray([corridor_of[d] for d in devices], dtype=object), speeds
+        )
         events: list[AlertEvent] = []
-        for device_id, fs in by_device.items():
-            transit = self.transits[device_id]
-            corridor = self.corridors.get(transit.corridor_id)
-            if corridor is None:
-                continue
-            fs.sort(key=lambda f: f.time)
-            lons = np.fromiter((f.lon for f in fs), dtype=np.float64, count=len(fs))
-            lats = np.fromiter((f.lat for f in fs), dtype=np.float64, count=len(fs))
-            inside = corridor.contains(lons, lats)
-            outside_idx = np.flatnonzero(~inside)
-            dist = np.zeros(len(fs))
-            if outside_idx.size:
-                dist[outside_idx] = corridor.distance_m(lons[outside_idx], lats[outside_idx])
+        bounds = np.flatnonzero(devices[1:] != devices[:-1]) + 1
+        for start, end in zip([0, *bounds], [*bounds, n], strict=True):
+            transit = self.transits[mine[start].device_id]
             state = self.deviation.setdefault(transit.mrn, DeviationState())
-            for i, f in enumerate(fs):
+            inside = checked.inside[start:end]
+            if inside.all() and state.outside_since is None and not state.alert_open:
+                # A clean stretch: nothing can open or clear, so no per-fix work.
+                last = mine[end - 1].time
+                if state.last_time is None or last > state.last_time:
+                    if state.inside_since is None:
+                        state.inside_since = mine[start].time
+                    state.last_time = last
+                continue
+            for i in range(start, end):
+                f = mine[i]
                 ev = self.rule.observe(
                     state,
                     mrn=transit.mrn,
-                    device_id=device_id,
+                    device_id=f.device_id,
                     time=f.time,
-                    inside=bool(inside[i]),
+                    inside=bool(checked.inside[i]),
                     lat=f.lat,
                     lon=f.lon,
-                    distance_m=float(dist[i]),
+                    distance_m=float(checked.distance_m[i]),
                 )
                 if ev is not None:
                     events.append(ev)

@@ -28,7 +28,9 @@ import psycopg
 from transit.broker import ALERT_TOPIC
 from transit.config import Settings
 from transit.db import store
-from transit.geofence.corridor import Corridor, build_corridor
+from transit.geofence import borders
+from transit.geofence.corridor import Office, build_corridor
+from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
 from transit.mqtt import connect_properties, make_client
 
@@ -128,7 +130,10 @@ class IngestWorker:
         self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
-        self.pipeline = Pipeline({})
+        self.pipeline = Pipeline()
+        self._geo_signature = ""
+        path = borders.default_path()
+        self._borders = borders.load(path) if path.exists() else None
         self._last_refresh = 0.0
         self.client = make_client(
             settings,
@@ -181,20 +186,18 @@ class IngestWorker:
         now = time.monotonic()
         if now - self._last_refresh < self.config.refresh_s:
             return
-        corridors: dict[str, Corridor] = {}
-        for cid, name, width, route, countries, props in store.corridor_rows(conn):
-            old = self.pipeline.corridors.get(cid)
-            if (
-                old is not None
-                and old.width_m == width
-                and list(old.route.coords) == [tuple(c) for c in route["coordinates"]]
-            ):
-                corridors[cid] = old
-            else:
-                corridors[cid] = build_corridor(
-                    cid, name, route["coordinates"], width, countries, props
-                )
-        self.pipeline.corridors = corridors
+        corridor_rows = store.corridor_rows(conn)
+        office_rows = store.office_rows(conn)
+        signature = json.dumps([corridor_rows, office_rows], default=str, sort_keys=True)
+        if signature != self._geo_signature:
+            # Corridors or offices changed: cut and index them again (rare, and not per batch).
+            corridors = [
+                build_corridor(cid, name, route["coordinates"], width, countries, props)
+                for cid, name, width, route, countries, props in corridor_rows
+            ]
+            offices = [Office(*row) for row in office_rows]
+            self.pipeline.engine = GeofenceEngine(corridors, offices, self._borders)
+            self._geo_signature = signature
         self.pipeline.devices = store.device_keys(conn)
         self.pipeline.set_transits(store.active_transits(conn), store.open_alert_keys(conn))
         conn.commit()

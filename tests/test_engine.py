@@ -43,7 +43,7 @@ def test_corridor_countries_are_found_from_borders_not_declared(engine) -> None:
 def test_check_gives_inside_country_distance_and_zone(engine) -> None:
     lons = np.array([103.7690, 103.6580, 103.9000, 100.4210])
     lats = np.array([1.4450, 1.5350, 1.5350, 6.5080])
-    ids = np.array(["SG-MY-KUL", "SG-MY-KUL", "SG-MY-KUL", "MY-TH-BKK"], dtype=object)
+    ids = engine.indices(["SG-MY-KUL", "SG-MY-KUL", "SG-MY-KUL", "MY-TH-BKK"])
     speeds = np.array([0.0, 80.0, 80.0, 2.0])
     c = engine.check(lons, lats, ids, speeds)
     assert c.inside.tolist() == [True, True, False, True]

@@ -284,6 +284,18 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_geofence(args: argparse.Namespace) -> int:
+    from transit.bench.geofence import run
+
+    result = run(get_settings(), points=args.points, corridors=args.corridors)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:28} {v}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_demo
 
@@ -405,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--devices", type=int, default=100)
     bi.add_argument("--no-batched", action="store_true", help="skip the 10-fixes-per-message run")
     bi.set_defaults(func=cmd_bench_ingest)
+    bg = bench.add_parser("geofence", help="geofence engine against its references")
+    bg.add_argument("--json", action="store_true", help="print one JSON object")
+    bg.add_argument("--points", type=int, default=500_000)
+    bg.add_argument("--corridors", type=int, default=100)
+    bg.set_defaults(func=cmd_bench_geofence)
 
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)

@@ -23,6 +23,9 @@ from pyproj import Transformer
 from shapely.geometry import LineString, Point, Polygon, mapping, shape
 
 DENSIFY_DEG = 0.005  # about 550 m: a vertex at least that often along a route
+# For distances to the route, a vertex every 5.5 km: the chord of a 5.5 km stretch of a
+# straight lon/lat line in the projection is off it by well under a metre.
+DISTANCE_DENSIFY_DEG = 0.05
 
 
 def reproject(geom: Any, transformer: Transformer) -> Any:
@@ -59,7 +62,11 @@ class Corridor:
     @cached_property
     def _route_m(self) -> LineString:
         fwd = self._projection[0]
-        return reproject(shapely.segmentize(self.route, DENSIFY_DEG), fwd)
+        return reproject(shapely.segmentize(self.route, DISTANCE_DENSIFY_DEG), fwd)
+
+    def prepare(self) -> None:
+        """Build the lazily made parts now (before timing-sensitive work)."""
+        _ = self._route_m
 
     def contains(self, lons: NDArray[np.float64], lats: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Whether each point lies inside the corridor (vectorised)."""

@@ -79,8 +79,12 @@ class GeofenceEngine:
     def __init__(
         self, corridors: list[Corridor], offices: list[Office], borders: Borders | None = None
     ) -> None:
+        for c in corridors:
+            c.prepare()
         self.corridors = {c.id: c for c in corridors}
         self.pieces = {c.id: cut_by_country(c, borders) for c in corridors}
+        self.ids = [c.id for c in corridors]
+        self.index = {cid: i for i, cid in enumerate(self.ids)}
         self.borders = borders
         self.zone_refs = [o.ref for o in offices]
         self.zones = np.asarray([office_zone(o) for o in offices], dtype=object)
@@ -91,23 +95,34 @@ class GeofenceEngine:
         """The countries a corridor crosses, from the borders."""
         return [p.country for p in self.pieces.get(corridor_id, []) if p.country]
 
+    def indices(self, corridor_ids: list[str]) -> NDArray[np.int64]:
+        """Corridor ids as the engine's integer indices (-1: no such corridor)."""
+        return np.fromiter(
+            (self.index.get(c, -1) for c in corridor_ids), np.int64, len(corridor_ids)
+        )
+
     def check(
         self,
         lons: NDArray[np.float64],
         lats: NDArray[np.float64],
-        corridor_ids: NDArray[Any],
+        corridors: NDArray[np.int64],
         speeds_kmh: NDArray[np.float64] | None = None,
     ) -> Checked:
-        """Inside or outside its corridor, distance, country and zone, for every fix."""
+        """Inside or outside its corridor, distance, country and zone, for every fix.
+
+        ``corridors`` holds each fix's corridor as an index from :meth:`indices`."""
         n = len(lons)
         inside = np.zeros(n, dtype=bool)
         distance = np.zeros(n, dtype=np.float64)
         country = np.full(n, None, dtype=object)
-        for cid in np.unique(corridor_ids):
-            idx = np.flatnonzero(corridor_ids == cid)
-            pieces = self.pieces.get(cid)
-            if not pieces:
+        order = np.argsort(corridors, kind="stable")
+        keys = corridors[order]
+        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        for idx in np.split(order, cuts):
+            if idx.size == 0 or corridors[idx[0]] < 0:
                 continue
+            cid = self.ids[int(corridors[idx[0]])]
+            pieces = self.pieces[cid]
             left = idx
             for piece in pieces:
                 hit = shapely.contains_xy(piece.area, lons[left], lats[left])

@@ -14,7 +14,7 @@ from transit.db.store import ActiveTransit, DeadLetter
 from transit.devices import payload as wire
 from transit.geofence.engine import GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
-from transit.rules.deviation import DeviationRule, DeviationState
+from transit.rules.deviation import DeviationRule, DeviationState, observe_stretch
 from transit.rules.seal import check_seal
 
 
@@ -107,36 +107,22 @@ class Pipeline:
             (np.nan if f.speed_kmh is None else f.speed_kmh for f in mine), np.float64, n
         )
         devices = np.asarray([f.device_id for f in mine], dtype=object)
-        corridor_of = {d: t.corridor_id for d, t in self.transits.items()}
-        checked = self.engine.check(
-            lons, lats, np.asarray([corridor_of[d] for d in devices], dtype=object), speeds
-        )
+        corridor = self.engine.indices([self.transits[f.device_id].corridor_id for f in mine])
+        checked = self.engine.check(lons, lats, corridor, speeds)
         events: list[AlertEvent] = []
         bounds = np.flatnonzero(devices[1:] != devices[:-1]) + 1
         for start, end in zip([0, *bounds], [*bounds, n], strict=True):
             transit = self.transits[mine[start].device_id]
             state = self.deviation.setdefault(transit.mrn, DeviationState())
-            inside = checked.inside[start:end]
-            if inside.all() and state.outside_since is None and not state.alert_open:
-                # A clean stretch: nothing can open or clear, so no per-fix work.
-                last = mine[end - 1].time
-                if state.last_time is None or last > state.last_time:
-                    if state.inside_since is None:
-                        state.inside_since = mine[start].time
-                    state.last_time = last
-                continue
-            for i in range(start, end):
-                f = mine[i]
-                ev = self.rule.observe(
-                    state,
-                    mrn=transit.mrn,
-                    device_id=f.device_id,
-                    time=f.time,
-                    inside=bool(checked.inside[i]),
-                    lat=f.lat,
-                    lon=f.lon,
-                    distance_m=float(checked.distance_m[i]),
-                )
-                if ev is not None:
-                    events.append(ev)
+            events += observe_stretch(
+                self.rule,
+                state,
+                mrn=transit.mrn,
+                device_id=transit.tracker_id,
+                times=[f.time for f in mine[start:end]],
+                inside=checked.inside[start:end].tolist(),
+                lats=lats[start:end].tolist(),
+                lons=lons[start:end].tolist(),
+                distance_m=checked.distance_m[start:end].tolist(),
+            )
         return events

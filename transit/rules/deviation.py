@@ -8,6 +8,7 @@ fixes can neither raise nor clear anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,3 +90,43 @@ class DeviationRule:
             lon=lon,
             details=details,
         )
+
+
+def observe_stretch(
+    rule: DeviationRule,
+    state: DeviationState,
+    *,
+    mrn: str,
+    device_id: str,
+    times: list[datetime],
+    inside: Sequence[bool],
+    lats: Sequence[float],
+    lons: Sequence[float],
+    distance_m: Sequence[float],
+) -> list[AlertEvent]:
+    """Feed one transit's fixes (sorted by time) at once.
+
+    A stretch wholly inside the corridor, with nothing pending, can neither open nor
+    clear an alert: it costs one update, not one step per fix. That is the common case,
+    so the rule's cost follows the anomalies, not the fleet."""
+    if all(inside) and state.outside_since is None and not state.alert_open:
+        if state.last_time is None or times[-1] > state.last_time:
+            if state.inside_since is None:
+                state.inside_since = times[0]
+            state.last_time = times[-1]
+        return []
+    events = []
+    for i, t in enumerate(times):
+        ev = rule.observe(
+            state,
+            mrn=mrn,
+            device_id=device_id,
+            time=t,
+            inside=bool(inside[i]),
+            lat=float(lats[i]),
+            lon=float(lons[i]),
+            distance_m=float(distance_m[i]),
+        )
+        if ev is not None:
+            events.append(ev)
+    return events

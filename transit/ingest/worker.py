@@ -264,6 +264,7 @@ class IngestWorker:
                 self._last_refresh = 0.0
                 # Rule state may have advanced for a batch that was rolled back.
                 self.pipeline.deviation.clear()
+                self.pipeline.movement.clear()
                 if self._stop.wait(0.5):
                     raise
         for mid, qos, _, _, gen in batch:

@@ -27,6 +27,7 @@ from transit.edge.outbox import Outbox
 from transit.mqtt import make_client
 
 log = logging.getLogger(__name__)
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: accepted, but routed to nobody
 
 
 def reading_body(item: NmeaFix | SealFrame) -> tuple[str, dict[str, Any]]:
@@ -124,6 +125,7 @@ class Publisher:
         self._acked: list[int] = []
         self._early: set[int] = set()  # PUBACKs that beat the bookkeeping of their publish
         self._generation = 0  # one per connection: a batch fetched before a reconnect is void
+        self._rewind: int | None = None  # lowest seq that found no subscriber
         self._sent_upto = 0
         self._connected = threading.Event()
         self.client.on_connect = self._on_connect
@@ -153,6 +155,14 @@ class Publisher:
         if reason.is_failure:
             log.error("broker refused message %d: %s", mid, reason)
             return  # not deleted: sent again after the next reconnect
+        if reason.value == NO_MATCHING_SUBSCRIBERS:
+            # Nobody took it (transit's ingest not subscribed yet, e.g. just after a
+            # broker restart): keep it, and send it again from there in a moment.
+            with self._lock:
+                seq = self._inflight.pop(mid, None)
+                if seq is not None:
+                    self._rewind = min(self._rewind or seq, seq)
+            return
         with self._lock:
             seq = self._inflight.pop(mid, None)
             if seq is None:
@@ -178,9 +188,21 @@ class Publisher:
                 if not self._connected.wait(0.2):
                     continue
                 with self._lock:
+                    if self._rewind is not None:
+                        # Start again from the first reading nobody took, after a pause.
+                        self._sent_upto = min(self._sent_upto, self._rewind - 1)
+                        self._rewind = None
+                        self._generation += 1
+                        self._inflight.clear()
+                        rewound = True
+                    else:
+                        rewound = False
                     room = self.config.window - len(self._inflight)
                     after = self._sent_upto
                     generation = self._generation
+                if rewound:
+                    time.sleep(0.5)
+                    continue
                 if room <= 0:
                     time.sleep(0.005)
                     continue

@@ -184,7 +184,7 @@ class Pipeline:
         chain = ([prev] if prev is not None else []) + views
         clean = (
             state.stopped_since is None
-            and all(v.speed_kmh is not None and v.speed_kmh > th.stop_speed_kmh for v in views)
+            and all(v.speed_kmh is None or v.speed_kmh > th.stop_speed_kmh for v in views)
             and all(z is None for z in zones)
             and all(c is None or c in transit.countries for c in countries)
         )

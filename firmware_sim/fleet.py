@@ -96,7 +96,7 @@ class Fleet:
                 out: list[tuple[str, wire.Uplink]] = [("seal", x) for x in seals]
                 if telemetry is not None:
                     out.append(("telemetry", telemetry))
-                for kind, model in self._transport_faults(truck, out):
+                for kind, model in self.transport_faults(truck, out):
                     self._publish(truck.device_id, kind, model)
             self._prune()
         for device_id, held in self._held.items():
@@ -105,7 +105,7 @@ class Fleet:
         self._held.clear()
         self.flush()
 
-    def _transport_faults(
+    def transport_faults(
         self, truck: Truck, out: list[tuple[str, wire.Uplink]]
     ) -> list[tuple[str, wire.Uplink]]:
         """Duplicated and out-of-order delivery, as flaky modems produce them."""

@@ -23,14 +23,17 @@ from transit.model import SealStatus
 class Incident:
     """An injected event ``kind`` at ``at_s`` seconds into the run (``for_s`` long).
 
-    Kinds: ``detour``, ``seal_cut``, ``seal_open`` (incidents); ``battery_drain``,
-    ``reboot``, ``clock_drift``, ``tunnel``, ``stop`` (conditions and faults).
+    Kinds: ``detour``, ``seal_cut``, ``seal_open``, ``seal_swap`` (a seal not declared
+    reports), ``skim`` (driving ``metres`` beside the route) (incidents); ``battery_drain``,
+    ``reboot``, ``clock_drift``, ``tunnel``, ``stop``, ``jump`` (one fix ``metres`` off),
+    ``multipath`` (1 fix in 10 off by about 100 m) (conditions and faults).
     """
 
     kind: str
     at_s: float
     for_s: float = 0.0
     seal_index: int = 0
+    metres: float = 0.0  # for skim (sideways offset) and jump (one fix moved north)
 
 
 @dataclass
@@ -120,12 +123,30 @@ class Truck:
         for i, inc in enumerate(self.incidents):
             if self.elapsed < inc.at_s or i in self._done:
                 continue
+            if inc.kind == "seal_swap":
+                self._done.add(i)
+                self.counter.setdefault("ES99-9999999999", 0)
+                seals.append(self._seal("ES99-9999999999", SealStatus.SEALED, t))
             if inc.kind in ("seal_cut", "seal_open"):
                 self._done.add(i)
                 sid = self.seal_ids[inc.seal_index % len(self.seal_ids)]
                 status = SealStatus.TAMPERED if inc.kind == "seal_cut" else SealStatus.OPENED
                 seals.append(self._seal(sid, status, t))
         return seals
+
+    def _fix_faults(self, lon: float, lat: float, heading: float) -> tuple[float, float]:
+        skim = self.active("skim")
+        if skim is not None:
+            rad = math.radians(heading + 90)
+            lon, lat = offset(lon, lat, skim.metres * math.sin(rad), skim.metres * math.cos(rad))
+        for i, inc in enumerate(self.incidents):
+            if inc.kind == "jump" and self.elapsed >= inc.at_s and i not in self._done:
+                self._done.add(i)
+                lon, lat = offset(lon, lat, 0.0, inc.metres)
+        if self.active("multipath") and self.rng.random() < 0.1:
+            a = self.rng.uniform(0, 2 * math.pi)
+            lon, lat = offset(lon, lat, 100 * math.sin(a), 100 * math.cos(a))
+        return lon, lat
 
     def step(self, t: datetime) -> tuple[TelemetryV1 | None, list[SealV1]]:
         """Advance one reporting interval: the telemetry to send (None while the
@@ -142,6 +163,8 @@ class Truck:
             if not self.detour_m:
                 self.detour_heading = (self.route.at(self.s)[2] + 90) % 360
             self.detour_m += speed / 3.6 * dt
+        elif self.detour_m > 0:  # a detour that ended: drive back to the route
+            self.detour_m = max(0.0, self.detour_m - speed / 3.6 * dt)
         else:
             self.s = min(self.s + speed / 3.6 * dt, self.route.length_m)
             if self.s >= self.route.length_m and not self.arrived:
@@ -153,6 +176,7 @@ class Truck:
             lon, lat = offset(
                 lon, lat, self.rng.gauss(0, self.noise_m), self.rng.gauss(0, self.noise_m)
             )
+            lon, lat = self._fix_faults(lon, lat, heading)
             fix = FixV1(
                 t=t + timedelta(seconds=self.clock_offset_s),
                 lat=round(lat, 7),

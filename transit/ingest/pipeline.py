@@ -24,6 +24,7 @@ from transit.rules.movement import (
     TransitContext,
     observe_battery,
     observe_fix,
+    watchdog,
 )
 from transit.rules.seal import check_seal
 
@@ -63,6 +64,7 @@ class Pipeline:
         self.devices: dict[str, bytes | None] = {}
         self.deviation: dict[str, DeviationState] = {}
         self.movement: dict[str, MovementState] = {}
+        self.last_received: dict[str, datetime] = {}
         self.thresholds = Thresholds()
 
     def set_transits(
@@ -78,7 +80,22 @@ class Pipeline:
                 is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in open_alerts
                 self.deviation[t.mrn] = DeviationState(alert_open=is_open)
 
-    def process(self, messages: list[RawMessage]) -> BatchResult:
+    def tick(self, now: datetime) -> list[AlertEvent]:
+        """The wall-clock watchdog over every transit under way: silence and overdue."""
+        out: list[AlertEvent] = []
+        for device, transit in self.transits.items():
+            state = self.movement.setdefault(transit.mrn, MovementState())
+            out += watchdog(
+                self.thresholds,
+                now,
+                self._context(transit),
+                state,
+                self.last_received.get(device),
+                transit.time_limit,
+            )
+        return out
+
+    def process(self, messages: list[RawMessage], now: datetime | None = None) -> BatchResult:
         """Decode a batch; bad messages become dead letters, never exceptions."""
         out = BatchResult()
         for msg in messages:
@@ -96,6 +113,8 @@ class Pipeline:
                     DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail)
                 )
                 continue
+            if now is not None:
+                self.last_received[device_id] = now
             if isinstance(model, wire.TelemetryV1):
                 out.fixes.extend(wire.fixes_of(device_id, model))
                 if model.battery_pct is not None:

@@ -221,7 +221,8 @@ def watchdog(
     signal-loss time) and the time limit passed (overdue). ``now`` is an argument."""
     out = []
     if last_received is not None and (now - last_received).total_seconds() >= th.signal_lost_s:
-        key = f"silent-{last_received.isoformat()}"
+        # The same key as the event-time gap rule: one alert for one silence.
+        key = state.last.time.isoformat() if state.last else last_received.isoformat()
         if (AlertType.SIGNAL_LOST.value, key) not in state.open_keys:
             state.open_keys.add((AlertType.SIGNAL_LOST.value, key))
             out.append(

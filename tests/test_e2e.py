@@ -35,6 +35,11 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
     import_geojson(db, network)
     db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
     db.execute("DELETE FROM fixes WHERE device_id = ANY(%s)", ([p.device_id for p in plans],))
+    # Heard long ago in an earlier run: not silent now, since they are about to talk.
+    db.execute(
+        "UPDATE devices SET last_seen = NULL WHERE device_id = ANY(%s)",
+        ([p.device_id for p in plans],),
+    )
     db.commit()
     provision_fleet(db, plans)
     sync_broker(db, settings)
@@ -190,3 +195,29 @@ def test_metrics_count_dead_letters_by_reason_and_health_says_ingest_keeps_up(
     health = _get(f"{api_url}/health/ingest")
     assert health["keeping_up"] is True
     assert any(w["worker"] == "transit-ingest-0" for w in health["workers"])
+
+
+def test_watchdog_raises_signal_lost_for_a_silent_tracker(settings, db, ingest):
+    plans = fleet_plan(acts_network(), 1, seed=78, incidents=False, traffic=False)
+    import_geojson(db, acts_network())
+    db.execute("DELETE FROM alerts WHERE mrn = %s", (plans[0].mrn,))
+    db.commit()
+    provision_fleet(db, plans)
+    # Last heard five minutes ago, by the database's clock.
+    db.execute(
+        "UPDATE devices SET last_seen = now() - interval '5 minutes' WHERE device_id = %s",
+        (plans[0].device_id,),
+    )
+    db.commit()
+    deadline = time.monotonic() + 20
+    types: list[str] = []
+    while time.monotonic() < deadline and "signal_lost" not in types:
+        types = [
+            r[0]
+            for r in db.execute(
+                "SELECT type FROM alerts WHERE mrn = %s", (plans[0].mrn,)
+            ).fetchall()
+        ]
+        db.commit()
+        time.sleep(0.5)
+    assert types == ["signal_lost"]

@@ -109,6 +109,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             max_age_ms=args.max_age_ms,
             client_id=args.client_id,
             group=args.group,
+            watchdog=not args.no_watchdog,
         ),
     )
     worker.install_signal_handlers()
@@ -342,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--max-age-ms", type=float, default=50.0)
     ing.add_argument("--client-id", default="transit-ingest-0")
     ing.add_argument("--group", default="ingest", help="shared-subscription group")
+    ing.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="leave the wall-clock rules (silence, overdue) to another worker",
+    )
     ing.set_defaults(func=cmd_ingest)
 
     api = sub.add_parser("api", help="serve the HTTP API")

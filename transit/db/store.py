@@ -132,6 +132,12 @@ def write_batch(
                     "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter,"
                     " battery_pct, lat, lon) SELECT * FROM seal_stage ON CONFLICT DO NOTHING"
                 )
+        senders = sorted({f.device_id for f in fixes} | {e.device_id for e in seal_events})
+        if senders:
+            # When each device was last heard: the watchdog's clock, shared by all workers.
+            conn.execute(
+                "UPDATE devices SET last_seen = now() WHERE device_id = ANY(%s)", (senders,)
+            )
         if dead_letters:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -234,6 +240,17 @@ def corridor_rows(
             "SELECT id, name, width_m, route, countries, properties FROM corridors"
         ).fetchall()
     ]
+
+
+def last_seen(conn: Conn, device_ids: list[str]) -> dict[str, datetime]:
+    """When each of these devices was last heard, by the database's clock."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            "SELECT device_id, last_seen FROM devices"
+            " WHERE device_id = ANY(%s) AND last_seen IS NOT NULL",
+            (device_ids,),
+        ).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 def office_rows(conn: Conn) -> list[tuple[str, str, str, tuple[str, ...], float, float, float]]:

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def worker_command(index: int, extra: list[str]) -> list[str]:
-    """The command line of worker ``index``."""
-    return [
+    """The command line of worker ``index``. One watchdog is enough: the wall-clock
+    rules read the last-heard times that every worker writes."""
+    cmd = [
         sys.executable,
         "-m",
         "transit.cli",
@@ -30,6 +31,7 @@ def worker_command(index: int, extra: list[str]) -> list[str]:
         f"transit-ingest-{index}",
         *extra,
     ]
+    return cmd if index == 0 else [*cmd, "--no-watchdog"]
 
 
 def supervise(workers: int, extra: list[str], stop: threading.Event) -> int:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 DEVICE_TOPICS = "transit/v1/devices/+/+"
 # mid, qos, message, monotonic receive time, connection it came on
 Item = tuple[int, int, RawMessage, float, int]
+WATCHDOG_S = 5.0  # how often the wall-clock rules run
 
 
 @dataclass
@@ -51,6 +52,7 @@ class WorkerConfig:
     refresh_s: float = 2.0
     client_id: str = "transit-ingest-0"
     group: str = "ingest"  # the shared-subscription group: $share/<group>/...
+    watchdog: bool = True  # run the wall-clock rules (one worker of a group does)
 
     @property
     def subscription(self) -> str:
@@ -127,6 +129,7 @@ class IngestWorker:
         self._started = datetime.now(UTC)
         self._generation = 0
         self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
+        self._last_tick = time.monotonic()
         self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -248,7 +251,9 @@ class IngestWorker:
             try:
                 self._look_up_senders(conn, batch)
                 self._refresh(conn)
-                result = self.pipeline.process([m for _, _, m, _, _ in batch])
+                result = self.pipeline.process(
+                    [m for _, _, m, _, _ in batch], now=datetime.now(UTC)
+                )
                 t0 = time.monotonic()
                 rows, alert_ids = store.write_batch(
                     conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
@@ -290,6 +295,32 @@ class IngestWorker:
         snap["queue_limit"] = self.config.queue_limit
         store.save_worker_stats(conn, self.config.client_id, os.getpid(), self._started, snap)
 
+    def _watchdog(self) -> None:
+        """Wall-clock rules (silence, overdue) over the transits this worker has heard."""
+        self._last_tick = time.monotonic()
+        if not self.config.watchdog:
+            return
+        try:
+            conn = self._db()
+            # Any worker may have heard a device last: the database knows which did.
+            seen = store.last_seen(conn, list(self.pipeline.transits))
+            now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            conn.commit()
+            self.pipeline.last_received = seen
+            events = self.pipeline.tick(now)
+            if not events:
+                return
+            _, alert_ids = store.write_batch(conn, [], [], [], events)
+            alerts = [store.alert_as_json(conn, i) for i in alert_ids]
+            conn.commit()
+        except psycopg.OperationalError:
+            self._conn = None
+            self.pipeline.movement.clear()  # those alerts were not written: find them again
+            return
+        for a in alerts:
+            if a is not None:
+                self.client.publish(ALERT_TOPIC, json.dumps(a), qos=1)
+
     def _idle(self) -> None:
         """With nothing to do, still say so: /health/ingest tells idle from dead."""
         try:
@@ -326,6 +357,8 @@ class IngestWorker:
                     self._commit(batch)
                 else:
                     self._idle()
+                if time.monotonic() - self._last_tick >= WATCHDOG_S:
+                    self._watchdog()
         finally:
             self.client.disconnect()
             self.client.loop_stop()

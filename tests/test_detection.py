@@ -211,6 +211,19 @@ def catalogue() -> list[Scenario]:
         0,
         start_m=0.0,
     )
+    from firmware_sim.route import Route
+
+    near_end = Route(th_la.route).length_m - 3000
+    add("near miss: seals opened at the destination office", th_la, [], None, start_m=near_end)
+    add(
+        "seals opened short of the destination",
+        th_la,
+        [Incident("seal_open", 100)],
+        A.SEAL_OPENED,
+        STEP,
+        100,
+        start_m=near_end - 20_000,
+    )
     add(
         "detour after a long clean stretch",
         th_la,

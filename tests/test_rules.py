@@ -74,3 +74,11 @@ def test_seal_opened_raises_seal_opened_and_sealed_raises_nothing() -> None:
 def test_undeclared_seal_raises_seal_mismatch() -> None:
     ev = check_seal(MRN, ("ESL01-000001A",), _seal(SealStatus.SEALED, "ESL09-999999Z"))
     assert ev is not None and ev.type is AlertType.SEAL_MISMATCH
+
+
+def test_opening_at_the_destination_office_is_authorised_but_a_cut_is_not() -> None:
+    assert (
+        check_seal(MRN, ("ESL01-000001A",), _seal(SealStatus.OPENED), at_destination=True) is None
+    )
+    cut = check_seal(MRN, ("ESL01-000001A",), _seal(SealStatus.TAMPERED), at_destination=True)
+    assert cut is not None and cut.type is AlertType.SEAL_TAMPERED

@@ -91,6 +91,15 @@ class GeofenceEngine:
         shapely.prepare(self.zones)
         self.zone_tree = shapely.STRtree(self.zones) if len(self.zones) else None
 
+    def zone_at(self, lon: float, lat: float) -> str | None:
+        """The office whose zone holds one point (a seal event's position), if any."""
+        if self.zone_tree is None:
+            return None
+        for k in self.zone_tree.query(shapely.Point(lon, lat)):
+            if shapely.contains_xy(self.zones[k], lon, lat):
+                return self.zone_refs[int(k)]
+        return None
+
     def countries_of(self, corridor_id: str) -> list[str]:
         """The countries a corridor crosses, from the borders."""
         return [p.country for p in self.pieces.get(corridor_id, []) if p.country]

@@ -126,7 +126,16 @@ class Pipeline:
                 if event.battery_pct is not None:
                     out.batteries.append((device_id, event.seal_id, event.time, event.battery_pct))
                 transit = self.transits.get(device_id)
-                alert = check_seal(transit.mrn, transit.seal_ids, event) if transit else None
+                alert = None
+                if transit is not None:
+                    at_destination = bool(
+                        self.engine is not None
+                        and event.lat is not None
+                        and event.lon is not None
+                        and transit.offices
+                        and self.engine.zone_at(event.lon, event.lat) == transit.offices[-1]
+                    )
+                    alert = check_seal(transit.mrn, transit.seal_ids, event, at_destination)
                 if alert is not None:
                     out.alerts.append(alert)
             else:

@@ -44,3 +44,16 @@ def test_doctor_fails_when_the_broker_rejects_the_credentials() -> None:
 def test_openapi_prints_the_document_without_a_server() -> None:
     doc = json.loads(_run("openapi").stdout)
     assert "/api/v1/transits/{mrn}/track" in doc["paths"]
+
+
+def test_geo_export_then_import_round_trips(tmp_path) -> None:
+    out = _run("geo", "export")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    ids = {f["id"] for f in doc["features"]}
+    assert {"SG-MY-KUL", "MY-TH-BKK", "TH-LA-VTE", "MYBKH001"} <= ids
+    path = tmp_path / "network.geojson"
+    path.write_text(out.stdout)
+    back = _run("geo", "import", str(path))
+    assert back.returncode == 0, back.stderr
+    assert json.loads(_run("geo", "export").stdout) == doc

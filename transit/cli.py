@@ -149,6 +149,21 @@ def cmd_geo_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_geo_export(args: argparse.Namespace) -> int:
+    from transit.db import store
+    from transit.geofence.corridor import Office, build_corridor
+
+    with _conn() as conn:
+        corridors = [
+            build_corridor(cid, name, route["coordinates"], width, countries, props)
+            for cid, name, width, route, countries, props in store.corridor_rows(conn)
+        ]
+        offices = [Office(*row) for row in store.office_rows(conn)]
+    features = [c.to_feature() for c in corridors] + [o.to_feature() for o in offices]
+    print(json.dumps({"type": "FeatureCollection", "features": features}, indent=1))
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -363,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     gi = geo.add_parser("import", help="import corridors and offices from GeoJSON")
     gi.add_argument("file")
     gi.set_defaults(func=cmd_geo_import)
+    geo.add_parser("export", help="print corridors and offices as GeoJSON").set_defaults(
+        func=cmd_geo_export
+    )
 
     sim = sub.add_parser(
         "sim",

@@ -237,7 +237,7 @@ def corridor_rows(
     return [
         (r[0], r[1], float(r[2]), r[3], list(r[4]), r[5])
         for r in conn.execute(
-            "SELECT id, name, width_m, route, countries, properties FROM corridors"
+            "SELECT id, name, width_m, route, countries, properties FROM corridors ORDER BY id"
         ).fetchall()
     ]
 

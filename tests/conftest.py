@@ -73,3 +73,16 @@ def ingest(settings):
     yield worker
     worker.stop()
     runner.join(10)
+
+
+@pytest.fixture
+def close_transits(db):
+    """MRNs a test puts under way; they are closed after it, so no later watchdog finds
+    them silent."""
+    mrns: list[str] = []
+    yield mrns
+    db.rollback()
+    db.execute(
+        "UPDATE transits SET status = 'closed', closed_at = now() WHERE mrn = ANY(%s)", (mrns,)
+    )
+    db.commit()

@@ -23,11 +23,12 @@ def _get(url: str):
 
 
 def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
-    settings, db, api_url, ingest
+    settings, db, api_url, ingest, close_transits
 ):
     network = acts_network()
     # Truck 3 detours at 20 s, truck 7 cuts a seal; no traffic, so 20 fixes each.
     plans = fleet_plan(network, 8, seed=SEED, traffic=False)
+    close_transits.extend(p.mrn for p in plans)
     # Flaky modem and firmware on clean trucks: each message twice, a stretch out of
     # order, a reboot with its backlog uploaded later. Still exactly one row per fix.
     plans[5].incidents += [Incident("duplicate", 0), Incident("reorder", 50, 60)]
@@ -197,8 +198,9 @@ def test_metrics_count_dead_letters_by_reason_and_health_says_ingest_keeps_up(
     assert any(w["worker"] == "transit-ingest-0" for w in health["workers"])
 
 
-def test_watchdog_raises_signal_lost_for_a_silent_tracker(settings, db, ingest):
+def test_watchdog_raises_signal_lost_for_a_silent_tracker(settings, db, ingest, close_transits):
     plans = fleet_plan(acts_network(), 1, seed=78, incidents=False, traffic=False)
+    close_transits.append(plans[0].mrn)
     import_geojson(db, acts_network())
     db.execute("DELETE FROM alerts WHERE mrn = %s", (plans[0].mrn,))
     db.commit()

@@ -198,8 +198,3 @@ class Truck:
             v=1, seq=self._next_seq(), fixes=fixes[-500:], battery_pct=round(self.battery, 1)
         )
         return telemetry, seals
-
-
-def tick_times(start: datetime, interval_s: float, count: int) -> list[datetime]:
-    """Event times of ``count`` reporting intervals after ``start``."""
-    return [start + timedelta(seconds=interval_s * (i + 1)) for i in range(count)]

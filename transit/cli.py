@@ -260,6 +260,14 @@ def cmd_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_figures(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:28} {v}")
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from transit.bench.ingest import BenchConfig, run
 
@@ -292,11 +300,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
                 "duplicates",
             )
         }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for k, v in result.items():
-            print(f"{k:28} {v}")
+    _print_figures(result, args.json)
     return 0
 
 
@@ -304,11 +308,7 @@ def cmd_bench_geofence(args: argparse.Namespace) -> int:
     from transit.bench.geofence import run
 
     result = run(get_settings(), points=args.points, corridors=args.corridors)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for k, v in result.items():
-            print(f"{k:28} {v}")
+    _print_figures(result, args.json)
     return 0
 
 

@@ -20,6 +20,32 @@ from transit.mqtt import make_client
 log = logging.getLogger(__name__)
 
 
+class FlakyTransport:
+    """Duplicated and out-of-order delivery, as flaky modems produce them, when a
+    truck's ``duplicate`` or ``reorder`` incident is in force."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, list[tuple[str, wire.Uplink]]] = {}
+
+    def deliver(
+        self, truck: Truck, out: list[tuple[str, wire.Uplink]]
+    ) -> list[tuple[str, wire.Uplink]]:
+        """What reaches the broker this interval, of what the truck sent."""
+        if truck.active("duplicate"):
+            out = [m for m in out for _ in (0, 1)]
+        if truck.active("reorder"):
+            held = self._held.pop(truck.device_id, [])
+            self._held[truck.device_id] = out  # sent after the next interval's messages
+            return held
+        return [*self._held.pop(truck.device_id, []), *out]
+
+    def drain(self) -> list[tuple[str, str, wire.Uplink]]:
+        """Everything still held back, at the end of a run."""
+        rest = [(dev, kind, m) for dev, held in self._held.items() for kind, m in held]
+        self._held.clear()
+        return rest
+
+
 class Fleet:
     """Trucks publishing telemetry and seal reports at QoS 1.
 
@@ -35,7 +61,7 @@ class Fleet:
         self.clients: dict[str, mqtt.Client] = {}
         self.published = 0
         self._pending: list[mqtt.MQTTMessageInfo] = []
-        self._held: dict[str, list[tuple[str, wire.Uplink]]] = {}
+        self.transport = FlakyTransport()
 
     def connect(self) -> None:
         """Log every device in, with a retained ``online`` status and an ``offline`` will."""
@@ -96,26 +122,12 @@ class Fleet:
                 out: list[tuple[str, wire.Uplink]] = [("seal", x) for x in seals]
                 if telemetry is not None:
                     out.append(("telemetry", telemetry))
-                for kind, model in self.transport_faults(truck, out):
+                for kind, model in self.transport.deliver(truck, out):
                     self._publish(truck.device_id, kind, model)
             self._prune()
-        for device_id, held in self._held.items():
-            for kind, model in held:
-                self._publish(device_id, kind, model)
-        self._held.clear()
+        for device_id, kind, model in self.transport.drain():
+            self._publish(device_id, kind, model)
         self.flush()
-
-    def transport_faults(
-        self, truck: Truck, out: list[tuple[str, wire.Uplink]]
-    ) -> list[tuple[str, wire.Uplink]]:
-        """Duplicated and out-of-order delivery, as flaky modems produce them."""
-        if truck.active("duplicate"):
-            out = [m for m in out for _ in (0, 1)]
-        if truck.active("reorder"):
-            held = self._held.pop(truck.device_id, [])
-            self._held[truck.device_id] = out  # sent after the next interval's messages
-            return held
-        return [*self._held.pop(truck.device_id, []), *out]
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until the broker has acknowledged every message published."""

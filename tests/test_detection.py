@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firmware_sim.fleet import Fleet
+from firmware_sim.fleet import FlakyTransport
 from firmware_sim.scenario import TruckPlan, fleet_plan
 from firmware_sim.truck import Incident
 from transit.db.store import ActiveTransit
@@ -62,7 +62,7 @@ def drive(plans: list[TruckPlan], steps: int, seed: int) -> dict[str, list[tuple
         truck = p.truck(seed * 1000 + i, STEP)
         truck.noise_m = 15.0
         trucks.append(truck)
-    fleet = Fleet(None, trucks)  # type: ignore[arg-type]  # used for its transport faults only
+    transport = FlakyTransport()
     opened: dict[str, list[tuple[A, datetime]]] = {p.mrn: [] for p in plans}
     for truck in trucks:
         pipeline.process(
@@ -78,7 +78,7 @@ def drive(plans: list[TruckPlan], steps: int, seed: int) -> dict[str, list[tuple
         for truck in trucks:
             tel, seals = truck.step(t)
             out = [("seal", s) for s in seals] + ([("telemetry", tel)] if tel else [])
-            for kind, model in fleet.transport_faults(truck, out):
+            for kind, model in transport.deliver(truck, out):
                 batch.append(RawMessage(wire.topic_for(truck.device_id, kind), wire.encode(model)))
         result = pipeline.process(batch, now=t)
         alerts = result.alerts + pipeline.tick(t)

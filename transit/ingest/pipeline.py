@@ -6,7 +6,6 @@ it returns. That keeps it testable without a broker or a database.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,7 +22,7 @@ from transit.rules.movement import (
     Thresholds,
     TransitContext,
     observe_battery,
-    observe_fix,
+    observe_fixes,
     watchdog,
 )
 from transit.rules.seal import check_seal
@@ -197,9 +196,7 @@ class Pipeline:
     ) -> list[AlertEvent]:
         """The movement rules over one transit's fixes of this batch (sorted by time).
 
-        A stretch that is plainly clean (moving, no zone, declared countries, no gap or
-        jump, nothing pending) only moves the state on; the rest goes fix by fix."""
-        th = self.thresholds
+        The rules module takes a plainly clean stretch in one step."""
         state = self.movement.setdefault(transit.mrn, MovementState())
         n = len(fixes)
         sl = slice(offset, offset + n)
@@ -208,32 +205,4 @@ class Pipeline:
             FixView(f.time, f.lat, f.lon, f.speed_kmh, countries[i], zones[i])
             for i, f in enumerate(fixes)
         ]
-        prev = state.last
-        chain = ([prev] if prev is not None else []) + views
-        clean = (
-            state.stopped_since is None
-            and all(v.speed_kmh is None or v.speed_kmh > th.stop_speed_kmh for v in views)
-            and all(z is None for z in zones)
-            and all(c is None or c in transit.countries for c in countries)
-        )
-        if clean:
-            for a, b in itertools.pairwise(chain):
-                gap = (b.time - a.time).total_seconds()
-                if gap <= 0 or gap >= th.signal_lost_s or _far(a, b, th.jump_min_m):
-                    clean = False
-                    break
-        if clean:
-            state.last = views[-1]
-            return []
-        ctx = self._context(transit)
-        out: list[AlertEvent] = []
-        for v in views:
-            out += observe_fix(th, state, ctx, v)
-        return out
-
-
-def _far(a: FixView, b: FixView, metres: float) -> bool:
-    """Whether two fixes may be ``metres`` apart or more (a cheap, generous bound)."""
-    dlat = abs(a.lat - b.lat) * 111_320
-    dlon = abs(a.lon - b.lon) * 111_320 * max(0.1, np.cos(np.radians(a.lat)))
-    return bool(max(dlat, dlon) >= metres / 1.5)
+        return observe_fixes(self.thresholds, state, self._context(transit), views)

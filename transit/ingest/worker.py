@@ -279,10 +279,7 @@ class IngestWorker:
         lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
         self.stats.ack_lag_ms.observe(lag)
         self.stats.last_ack_lag_ms = lag
-        self.stats.alerts_raised += len(alert_ids)
-        for a in alerts:
-            if a is not None:
-                self.client.publish(ALERT_TOPIC, json.dumps(a), qos=1)
+        self._publish_alerts(alerts)
 
     def _save_stats(self, conn: psycopg.Connection[Any]) -> None:
         """Store the counters (at most once a second) in the batch's own transaction."""
@@ -317,6 +314,11 @@ class IngestWorker:
             self._conn = None
             self.pipeline.movement.clear()  # those alerts were not written: find them again
             return
+        self._publish_alerts(alerts)
+
+    def _publish_alerts(self, alerts: list[dict[str, Any] | None]) -> None:
+        """Tell live consumers of the alerts just committed."""
+        self.stats.alerts_raised += len(alerts)
         for a in alerts:
             if a is not None:
                 self.client.publish(ALERT_TOPIC, json.dumps(a), qos=1)

@@ -10,6 +10,7 @@ clear, says so once.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,6 +176,45 @@ def observe_fix(
     return out
 
 
+def observe_fixes(
+    th: Thresholds, state: MovementState, ctx: TransitContext, fixes: list[FixView]
+) -> list[AlertEvent]:
+    """Feed one transit's fixes (sorted by time) at once.
+
+    A stretch that is plainly clean (moving, in no zone, in declared countries, no gap
+    and no jump, nothing pending) can raise nothing: it only moves the state on, so the
+    rules' cost follows the anomalies, not the fleet. The rest goes fix by fix."""
+    if not fixes:
+        return []
+    clean = (
+        state.stopped_since is None
+        and all(f.speed_kmh is None or f.speed_kmh > th.stop_speed_kmh for f in fixes)
+        and all(f.zone is None for f in fixes)
+        and all(f.country is None or f.country in ctx.countries for f in fixes)
+    )
+    if clean:
+        chain = ([state.last] if state.last is not None else []) + fixes
+        for a, b in itertools.pairwise(chain):
+            gap = (b.time - a.time).total_seconds()
+            if gap <= 0 or gap >= th.signal_lost_s or _may_be_apart(a, b, th.jump_min_m):
+                clean = False
+                break
+    if clean:
+        state.last = fixes[-1]
+        return []
+    out: list[AlertEvent] = []
+    for f in fixes:
+        out += observe_fix(th, state, ctx, f)
+    return out
+
+
+def _may_be_apart(a: FixView, b: FixView, metres: float) -> bool:
+    """Whether two fixes may be ``metres`` apart or more (a cheap, generous bound)."""
+    dlat = abs(a.lat - b.lat) * 111_320
+    dlon = abs(a.lon - b.lon) * 111_320 * max(0.1, math.cos(math.radians(a.lat)))
+    return max(dlat, dlon) >= metres / 1.5
+
+
 def observe_battery(
     th: Thresholds,
     state: MovementState,
@@ -219,39 +259,28 @@ def watchdog(
 ) -> list[AlertEvent]:
     """Wall-clock checks, run periodically: silence (no message received for the
     signal-loss time) and the time limit passed (overdue). ``now`` is an argument."""
-    out = []
+    found: list[tuple[AlertType, str, dict[str, object]]] = []
     if last_received is not None and (now - last_received).total_seconds() >= th.signal_lost_s:
         # The same key as the event-time gap rule: one alert for one silence.
         key = state.last.time.isoformat() if state.last else last_received.isoformat()
-        if (AlertType.SIGNAL_LOST.value, key) not in state.open_keys:
-            state.open_keys.add((AlertType.SIGNAL_LOST.value, key))
-            out.append(
-                AlertEvent(
-                    mrn=ctx.mrn,
-                    device_id=ctx.device_id,
-                    type=AlertType.SIGNAL_LOST,
-                    severity=Severity.HIGH,
-                    action="open",
-                    time=now,
-                    key=key,
-                    details={"last_received": last_received.isoformat()},
-                )
-            )
-    if (
-        time_limit is not None
-        and now > time_limit
-        and (AlertType.OVERDUE.value, "") not in state.open_keys
-    ):
-        state.open_keys.add((AlertType.OVERDUE.value, ""))
+        found.append((AlertType.SIGNAL_LOST, key, {"last_received": last_received.isoformat()}))
+    if time_limit is not None and now > time_limit:
+        found.append((AlertType.OVERDUE, "", {"time_limit": time_limit.isoformat()}))
+    out = []
+    for kind, key, details in found:
+        if (kind.value, key) in state.open_keys:
+            continue
+        state.open_keys.add((kind.value, key))
         out.append(
             AlertEvent(
                 mrn=ctx.mrn,
                 device_id=ctx.device_id,
-                type=AlertType.OVERDUE,
+                type=kind,
                 severity=Severity.HIGH,
                 action="open",
                 time=now,
-                details={"time_limit": time_limit.isoformat()},
+                key=key,
+                details=details,
             )
         )
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +58,8 @@ class ActiveTransit:
     countries: tuple[str, ...] = ()
     offices: tuple[str, ...] = ()  # departure, transit and destination
     time_limit: datetime | None = None
+    # the corridor's thresholds with the transit's own over them
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def prepare_session(conn: Conn) -> None:
@@ -203,12 +205,16 @@ def worker_stats(conn: Conn) -> list[tuple[str, float, dict[str, Any]]]:
 def active_transits(conn: Conn) -> dict[str, ActiveTransit]:
     """Transits under way, keyed by their tracker's device id."""
     rows = conn.execute(
-        "SELECT mrn, tracker_id, corridor_id, seal_ids, countries,"
-        " office_departure || offices_transit || office_destination, time_limit FROM transits"
-        " WHERE status IN ('released', 'in_transit', 'overdue')"
+        "SELECT t.mrn, t.tracker_id, t.corridor_id, t.seal_ids, t.countries,"
+        " t.office_departure || t.offices_transit || t.office_destination, t.time_limit,"
+        " coalesce(c.properties->'thresholds', '{}') || coalesce(t.details->'thresholds', '{}')"
+        " FROM transits t JOIN corridors c ON c.id = t.corridor_id"
+        " WHERE t.status IN ('released', 'in_transit', 'overdue')"
     ).fetchall()
     return {
-        r[1]: ActiveTransit(r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), tuple(r[5]), r[6])
+        r[1]: ActiveTransit(
+            r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), tuple(r[5]), r[6], dict(r[7])
+        )
         for r in rows
     }
 

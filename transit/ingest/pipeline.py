@@ -6,26 +6,62 @@ it returns. That keeps it testable without a broker or a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 
 from transit.db.store import ActiveTransit, DeadLetter
 from transit.devices import payload as wire
-from transit.geofence.engine import Checked, GeofenceEngine
+from transit.geofence.engine import GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
-from transit.rules.deviation import DeviationRule, DeviationState, observe_stretch
+from transit.rules.batch import TransitRules, observe_batch
+from transit.rules.deviation import DeviationRule, DeviationState
 from transit.rules.movement import (
-    FixView,
-    MovementState,
     Thresholds,
     TransitContext,
     observe_battery,
-    observe_fixes,
     watchdog,
 )
 from transit.rules.seal import check_seal
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_KEYS = {
+    "stop_speed_kmh",
+    "stop_limit_s",
+    "max_speed_kmh",
+    "jump_min_m",
+    "reporting_period_s",
+    "signal_lost_periods",
+    "low_battery_pct",
+}
+DEVIATION_KEYS = {"route_debounce_s": "debounce_s", "route_clear_s": "clear_s"}
+
+
+def rules_config(
+    overrides: dict[str, float],
+    base: Thresholds | None = None,
+    base_rule: DeviationRule | None = None,
+) -> tuple[Thresholds, DeviationRule]:
+    """Thresholds with a corridor's or transit's overrides applied.
+
+    Keys are the fields of :class:`Thresholds` plus ``route_debounce_s`` and
+    ``route_clear_s``; an unknown key or a value that is not a positive number is a
+    ValueError naming it (the API checks it when a transit or corridor is stored)."""
+    th: dict[str, float] = {}
+    dev: dict[str, float] = {}
+    for key, value in overrides.items():
+        if key not in THRESHOLD_KEYS and key not in DEVIATION_KEYS:
+            raise ValueError(f"thresholds.{key}: unknown threshold")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"thresholds.{key}: must be a positive number, not {value!r}")
+        if key in DEVIATION_KEYS:
+            dev[DEVIATION_KEYS[key]] = float(value)
+        else:
+            th[key] = float(value)
+    return replace(base or Thresholds(), **th), replace(base_rule or DeviationRule(), **dev)
 
 
 @dataclass(frozen=True)
@@ -61,34 +97,61 @@ class Pipeline:
         self.transits: dict[str, ActiveTransit] = {}
         # Registered devices and their HMAC keys (None: the device signs nothing).
         self.devices: dict[str, bytes | None] = {}
-        self.deviation: dict[str, DeviationState] = {}
-        self.movement: dict[str, MovementState] = {}
+        self.rules: dict[str, TransitRules] = {}  # by MRN
         self.last_received: dict[str, datetime] = {}
         self.thresholds = Thresholds()
+        self._open_alerts: set[tuple[str, str, str]] = set()
 
     def set_transits(
         self, transits: dict[str, ActiveTransit], open_alerts: set[tuple[str, str, str]]
     ) -> None:
         """Replace the transits under way; rule state is kept for those that remain."""
         self.transits = transits
+        self._open_alerts = open_alerts
         live = {t.mrn for t in transits.values()}
-        self.deviation = {m: s for m, s in self.deviation.items() if m in live}
-        self.movement = {m: s for m, s in self.movement.items() if m in live}
+        self.rules = {m: r for m, r in self.rules.items() if m in live}
         for t in transits.values():
-            if t.mrn not in self.deviation:
-                is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in open_alerts
-                self.deviation[t.mrn] = DeviationState(alert_open=is_open)
+            if t.mrn not in self.rules:
+                self.rules[t.mrn] = self._new_rules(t)
+
+    def reset_state(self) -> None:
+        """Forget rule state (a batch was rolled back): it is rebuilt from the stream."""
+        self.rules = {}
+        for t in self.transits.values():
+            self.rules[t.mrn] = self._new_rules(t)
+
+    def _new_rules(self, t: ActiveTransit) -> TransitRules:
+        try:
+            th, rule = rules_config(t.thresholds, self.thresholds, self.rule)
+        except ValueError as exc:  # stored before the API checked them: defaults, loudly
+            log.warning("transit %s: %s; default thresholds used", t.mrn, exc)
+            th, rule = self.thresholds, self.rule
+        is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in self._open_alerts
+        ids = self.engine.country_ids(t.countries) if self.engine else set()
+        return TransitRules(
+            ctx=self._context(t),
+            thresholds=th,
+            rule=rule,
+            deviation=DeviationState(alert_open=is_open),
+            country_ids=frozenset(ids),
+        )
+
+    def _rules_of(self, transit: ActiveTransit) -> TransitRules:
+        r = self.rules.get(transit.mrn)
+        if r is None:
+            r = self.rules[transit.mrn] = self._new_rules(transit)
+        return r
 
     def tick(self, now: datetime) -> list[AlertEvent]:
         """The wall-clock watchdog over every transit under way: silence and overdue."""
         out: list[AlertEvent] = []
         for device, transit in self.transits.items():
-            state = self.movement.setdefault(transit.mrn, MovementState())
+            r = self._rules_of(transit)
             out += watchdog(
-                self.thresholds,
+                r.thresholds,
                 now,
-                self._context(transit),
-                state,
+                r.ctx,
+                r.movement,
                 self.last_received.get(device),
                 transit.time_limit,
             )
@@ -143,10 +206,8 @@ class Pipeline:
         for tracker, reporter, t, pct in out.batteries:
             transit = self.transits.get(tracker)
             if transit is not None:
-                state = self.movement.setdefault(transit.mrn, MovementState())
-                out.alerts += observe_battery(
-                    self.thresholds, state, self._context(transit), t, reporter, pct
-                )
+                r = self._rules_of(transit)
+                out.alerts += observe_battery(r.thresholds, r.movement, r.ctx, t, reporter, pct)
         return out
 
     def _check_corridors(self, fixes: list[Fix]) -> list[AlertEvent]:
@@ -160,27 +221,26 @@ class Pipeline:
         speeds = np.fromiter(
             (np.nan if f.speed_kmh is None else f.speed_kmh for f in mine), np.float64, n
         )
-        devices = np.asarray([f.device_id for f in mine], dtype=object)
-        corridor = self.engine.indices([self.transits[f.device_id].corridor_id for f in mine])
+        times = [f.time for f in mine]
+        seconds = np.fromiter((t.timestamp() for t in times), np.float64, n)
+        devices = [f.device_id for f in mine]
+        starts = [0] + [i for i in range(1, n) if devices[i] != devices[i - 1]]
+        transits = [self.transits[devices[s]] for s in starts]
+        corridor = np.repeat(
+            self.engine.indices([t.corridor_id for t in transits]),
+            np.diff(np.r_[starts, n]),
+        )
         checked = self.engine.check(lons, lats, corridor, speeds)
-        events: list[AlertEvent] = []
-        bounds = np.flatnonzero(devices[1:] != devices[:-1]) + 1
-        for start, end in zip([0, *bounds], [*bounds, n], strict=True):
-            transit = self.transits[mine[start].device_id]
-            state = self.deviation.setdefault(transit.mrn, DeviationState())
-            events += self._movement(transit, mine[start:end], checked, start)
-            events += observe_stretch(
-                self.rule,
-                state,
-                mrn=transit.mrn,
-                device_id=transit.tracker_id,
-                times=[f.time for f in mine[start:end]],
-                inside=checked.inside[start:end].tolist(),
-                lats=lats[start:end].tolist(),
-                lons=lons[start:end].tolist(),
-                distance_m=checked.distance_m[start:end].tolist(),
-            )
-        return events
+        return observe_batch(
+            checked,
+            lons,
+            lats,
+            speeds,
+            seconds,
+            times,
+            np.asarray(starts, dtype=np.int64),
+            [self._rules_of(t) for t in transits],
+        )
 
     @staticmethod
     def _context(transit: ActiveTransit) -> TransitContext:
@@ -190,19 +250,3 @@ class Pipeline:
             frozenset(transit.countries),
             frozenset(transit.offices),
         )
-
-    def _movement(
-        self, transit: ActiveTransit, fixes: list[Fix], checked: Checked, offset: int
-    ) -> list[AlertEvent]:
-        """The movement rules over one transit's fixes of this batch (sorted by time).
-
-        The rules module takes a plainly clean stretch in one step."""
-        state = self.movement.setdefault(transit.mrn, MovementState())
-        n = len(fixes)
-        sl = slice(offset, offset + n)
-        countries, zones = checked.country[sl], checked.zone[sl]
-        views = [
-            FixView(f.time, f.lat, f.lon, f.speed_kmh, countries[i], zones[i])
-            for i, f in enumerate(fixes)
-        ]
-        return observe_fixes(self.thresholds, state, self._context(transit), views)

@@ -268,8 +268,7 @@ class IngestWorker:
                 self._conn = None
                 self._last_refresh = 0.0
                 # Rule state may have advanced for a batch that was rolled back.
-                self.pipeline.deviation.clear()
-                self.pipeline.movement.clear()
+                self.pipeline.reset_state()
                 if self._stop.wait(0.5):
                     raise
         for mid, qos, _, _, gen in batch:
@@ -312,7 +311,7 @@ class IngestWorker:
             conn.commit()
         except psycopg.OperationalError:
             self._conn = None
-            self.pipeline.movement.clear()  # those alerts were not written: find them again
+            self.pipeline.reset_state()  # those alerts were not written: find them again
             return
         self._publish_alerts(alerts)
 

@@ -8,7 +8,7 @@ fixes can neither raise nor clear anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,9 +42,10 @@ class DeviationRule:
         inside: bool,
         lat: float,
         lon: float,
-        distance_m: float,
+        distance_m: float | Callable[[], float],
     ) -> AlertEvent | None:
-        """Feed one fix; returns the alert to open or clear, if any."""
+        """Feed one fix; returns the alert to open or clear, if any. ``distance_m`` may
+        be a function: it is only called for a fix that opens or clears the alert."""
         if state.last_time is not None and time <= state.last_time:
             return None
         state.last_time = time
@@ -73,10 +74,11 @@ class DeviationRule:
         time: datetime,
         lat: float,
         lon: float,
-        distance_m: float,
+        distance_m: float | Callable[[], float],
         outside_s: float | None = None,
     ) -> AlertEvent:
-        details: dict[str, object] = {"distance_m": round(distance_m, 1)}
+        metres = distance_m() if callable(distance_m) else distance_m
+        details: dict[str, object] = {"distance_m": round(metres, 1)}
         if outside_s is not None:
             details["outside_s"] = outside_s
         return AlertEvent(
@@ -102,9 +104,10 @@ def observe_stretch(
     inside: Sequence[bool],
     lats: Sequence[float],
     lons: Sequence[float],
-    distance_m: Sequence[float],
+    distance_m: Callable[[int], float],
 ) -> list[AlertEvent]:
-    """Feed one transit's fixes (sorted by time) at once.
+    """Feed one transit's fixes (sorted by time) at once; ``distance_m(i)`` gives fix
+    ``i``'s distance to the route when an alert needs it.
 
     A stretch wholly inside the corridor, with nothing pending, can neither open nor
     clear an alert: it costs one update, not one step per fix. That is the common case,
@@ -125,7 +128,7 @@ def observe_stretch(
             inside=bool(inside[i]),
             lat=float(lats[i]),
             lon=float(lons[i]),
-            distance_m=float(distance_m[i]),
+            distance_m=lambda i=i: distance_m(i),  # type: ignore[misc]
         )
         if ev is not None:
             events.append(ev)

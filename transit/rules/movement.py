@@ -14,6 +14,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from transit.model import AlertEvent, AlertType, Severity
 
@@ -39,9 +40,9 @@ class Thresholds:
         return self.reporting_period_s * self.signal_lost_periods
 
 
-@dataclass(frozen=True)
-class FixView:
-    """What the rules need of one fix, after the geofence engine."""
+class FixView(NamedTuple):
+    """What the rules need of one fix, after the geofence engine (a tuple: made by
+    the thousand per batch, it must be cheap)."""
 
     time: datetime
     lat: float

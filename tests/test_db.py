@@ -2,9 +2,11 @@
 
 from datetime import UTC, datetime
 
-from transit.db import store
+import pytest
+
+from transit.db import reference, store
 from transit.db.migrate import available, current_level, migrate
-from transit.model import Fix
+from transit.model import AlertEvent, AlertType, Fix, Severity
 
 
 def test_fixes_and_seal_events_are_hypertables(db) -> None:
@@ -39,3 +41,94 @@ def test_redelivered_batch_writes_no_duplicate(db) -> None:
     second, _ = store.write_batch(db, fixes, [], [], [])
     n = db.execute("SELECT count(*) FROM fixes WHERE device_id = 'TEST-DUP'").fetchone()[0]
     assert (first, second, n) == (3, 0, 3)
+
+
+def _transit_on(db, close_transits, corridor: str, serial: str, details=None) -> str:
+    from transit.geofence.corridor import acts_network
+    from transit.model import make_mrn
+    from transit.provision import import_geojson
+
+    import_geojson(db, acts_network())
+    mrn = make_mrn(26, "MY", serial)
+    reference.register_device(db, "TEST-TRK-DB", "tracker")
+    reference.declare_transit(
+        db,
+        mrn=mrn,
+        tracker_id="TEST-TRK-DB",
+        corridor_id=corridor,
+        office_departure="MYKUL001",
+        office_destination="THBKK001",
+        countries=["MY", "TH"],
+        time_limit=datetime(2030, 1, 1, tzinfo=UTC),
+        status="in_transit",
+        details=details,
+    )
+    reference.finish_other_transits(db, "TEST-TRK-DB", mrn)
+    db.commit()
+    close_transits.append(mrn)
+    return mrn
+
+
+def test_later_evidence_is_attached_to_the_open_alert(db, close_transits) -> None:
+    mrn = _transit_on(db, close_transits, "MY-TH-BKK", "DBEVIDENCE01")
+    db.execute("DELETE FROM alerts WHERE mrn = %s", (mrn,))
+    t = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def ev(action: str, minute: int, counter: int) -> AlertEvent:
+        return AlertEvent(
+            mrn=mrn,
+            device_id="TEST-TRK-DB",
+            type=AlertType.SEAL_TAMPERED,
+            severity=Severity.CRITICAL,
+            action=action,
+            time=t.replace(minute=minute),
+            lat=5.0,
+            lon=100.4,
+            key="SEAL-1",
+            details={"counter": counter},
+        )
+
+    store.prepare_session(db)
+    _, first = store.write_batch(db, [], [], [], [ev("open", 0, 1)])
+    _, again = store.write_batch(db, [], [], [], [ev("open", 1, 2), ev("evidence", 2, 3)])
+    rows = db.execute(
+        "SELECT id, details FROM alerts WHERE mrn = %s AND type = 'seal_tampered'", (mrn,)
+    ).fetchall()
+    assert len(first) == 1 and again == [] and len(rows) == 1
+    details = rows[0][1]
+    assert details["counter"] == 1  # the first report stays as it was
+    assert details["evidence_count"] == 2
+    assert [e["details"]["counter"] for e in details["evidence"]] == [2, 3]
+    # Once cleared, the same condition opens a new alert; the old one keeps its history.
+    store.write_batch(db, [], [], [], [ev("clear", 3, 3), ev("open", 4, 4)])
+    rows = db.execute(
+        "SELECT cleared_at IS NOT NULL, details->'evidence_count' FROM alerts"
+        " WHERE mrn = %s ORDER BY id",
+        (mrn,),
+    ).fetchall()
+    assert rows == [(True, 2), (False, None)]
+
+
+def test_thresholds_come_from_the_corridor_and_the_transit_over_it(db, close_transits) -> None:
+    mrn = _transit_on(
+        db, close_transits, "MY-TH-BKK", "DBTHRESHOLD1", {"thresholds": {"stop_limit_s": 300}}
+    )
+    db.execute(
+        "UPDATE corridors SET properties = properties || %s::jsonb WHERE id = 'MY-TH-BKK'",
+        ('{"thresholds": {"stop_limit_s": 600, "low_battery_pct": 20}}',),
+    )
+    try:
+        active = {t.mrn: t for t in store.active_transits(db).values()}
+        assert active[mrn].thresholds == {"stop_limit_s": 300, "low_battery_pct": 20}
+    finally:
+        db.rollback()
+        db.execute("UPDATE corridors SET properties = properties - 'thresholds'")
+        db.commit()
+    from transit.ingest.pipeline import rules_config
+
+    th, rule = rules_config({"stop_limit_s": 300, "route_debounce_s": 90})
+    assert (th.stop_limit_s, rule.debounce_s, th.low_battery_pct) == (300, 90, 15)
+    with pytest.raises(ValueError, match=r"thresholds\.stop_limt_s: unknown"):
+        rules_config({"stop_limt_s": 300})
+    with pytest.raises(ValueError, match=r"thresholds\.jump_min_m: must be a positive number"):
+        rules_config({"jump_min_m": -1})

@@ -36,9 +36,15 @@ class Scenario:
     expect: A | None  # None: a near miss that must stay silent
     window_s: float = 0.0  # the rule's window plus one reporting interval
     onset_s: float = 0.0
+    thresholds: dict[str, float] | None = None  # the transit's own thresholds
 
 
-def drive(plans: list[TruckPlan], steps: int, seed: int) -> dict[str, list[tuple[A, datetime]]]:
+def drive(
+    plans: list[TruckPlan],
+    steps: int,
+    seed: int,
+    thresholds: dict[str, dict[str, float]] | None = None,
+) -> dict[str, list[tuple[A, datetime]]]:
     corridors, offices = load_geojson(acts_network())
     pipeline = Pipeline(GeofenceEngine(corridors, offices, load(default_path())))
     pipeline.devices = {p.device_id: None for p in plans}
@@ -52,6 +58,7 @@ def drive(plans: list[TruckPlan], steps: int, seed: int) -> dict[str, list[tuple
                 tuple(p.countries),
                 (p.office_departure, *p.offices_transit, p.office_destination),
                 T0 + timedelta(days=3),
+                (thresholds or {}).get(p.device_id, {}),
             )
             for p in plans
         },
@@ -102,7 +109,7 @@ def catalogue() -> list[Scenario]:
     th_la = plans["TH-LA-VTE"]
     out: list[Scenario] = []
 
-    def add(name, base, incidents, expect, window=0.0, onset=0.0, **changes):
+    def add(name, base, incidents, expect, window=0.0, onset=0.0, thresholds=None, **changes):
         dev = f"DET{len(out):03d}"
         p = _plan(
             base,
@@ -114,7 +121,7 @@ def catalogue() -> list[Scenario]:
         from transit.model import make_mrn
 
         p = replace(p, mrn=make_mrn(26, p.countries[0], f"DET{len(out):09d}"))
-        out.append(Scenario(name, p, expect, window, onset))
+        out.append(Scenario(name, p, expect, window, onset, thresholds))
 
     exit_s = 750 / (my_th.speed_kmh / 3.6)  # time to leave the corridor sideways
     add(
@@ -157,6 +164,22 @@ def catalogue() -> list[Scenario]:
         300,
     )
     add("near miss: 14 min stop", my_th, [Incident("stop", 300, 840)], None)
+    add(
+        "near miss: 40 min rest at a corridor parking",
+        my_th,
+        [Incident("stop", 0, 2400)],
+        None,
+        start_m=_metres_to(my_th, 101.0901, 4.5975),
+    )
+    add(
+        "6 min stop where the transit's own limit is 5 min",
+        th_la,
+        [Incident("stop", 300, 360)],
+        A.UNAUTHORIZED_STOP,
+        300 + STEP,
+        300,
+        thresholds={"stop_limit_s": 300},
+    )
     add(
         "near miss: 40 min stop at the departure office",
         sg_my,
@@ -264,7 +287,8 @@ def test_200_clean_transits_raise_no_alert(capsys) -> None:
 def test_incident_catalogue_is_detected_exactly_and_in_time(capsys) -> None:
     scenarios = catalogue()
     assert len(scenarios) >= 20
-    opened = drive([s.plan for s in scenarios], steps=240, seed=3)  # 40 minutes
+    own = {s.plan.device_id: s.thresholds for s in scenarios if s.thresholds}
+    opened = drive([s.plan for s in scenarios], steps=240, seed=3, thresholds=own)  # 40 min
     tp = fp = fn = 0
     delays = []
     problems = []

@@ -122,3 +122,24 @@ def test_thresholds_can_be_set_per_corridor_or_transit() -> None:
     assert run([fix(s, speed=0.0) for s in range(0, 70, 10)], strict) == [
         (AlertType.UNAUTHORIZED_STOP, "open")
     ]
+
+
+def test_a_long_stop_in_a_parking_zone_is_permitted_but_not_outside_it() -> None:
+    ctx = replace(CTX, parkings=frozenset({"MYPK0001"}))
+    stop = [fix(s, speed=0.0, zone="MYPK0001") for s in range(0, 2400, 10)]
+    state = MovementState()
+    out = [e for f in stop for e in observe_fix(TH, state, ctx, f)]
+    assert out == []  # no unauthorised stop and no wrong office: a parking is no office
+    elsewhere = [fix(s, speed=0.0) for s in range(0, 2400, 10)]
+    state = MovementState()
+    out = [e for f in elsewhere for e in observe_fix(TH, state, ctx, f)]
+    assert [(e.type, e.action) for e in out] == [(AlertType.UNAUTHORIZED_STOP, "open")]
+
+
+def test_fixes_that_stay_jumped_are_evidence_of_one_alert() -> None:
+    fixes = moving(range(0, 100, 10))
+    jumped = [fix(s, lat=5.3, lon=100.4) for s in range(100, 140, 10)]
+    assert (
+        run(fixes + jumped)
+        == [(AlertType.GPS_JUMP, "open")] + [(AlertType.GPS_JUMP, "evidence")] * 3
+    )

@@ -78,7 +78,8 @@ class Severity(StrEnum):
 
 
 class AlertEvent(BaseModel):
-    """What a rule decides: open a new alert, or clear the open one for a condition."""
+    """What a rule decides: open a new alert, clear the open one for a condition, or
+    attach later evidence to it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -86,7 +87,8 @@ class AlertEvent(BaseModel):
     device_id: str
     type: AlertType
     severity: Severity
-    action: str = Field(pattern="^(open|clear)$")
+    # open a condition's alert, clear it, or attach later evidence to the open one
+    action: str = Field(pattern="^(open|clear|evidence)$")
     time: datetime
     lat: float | None = None
     lon: float | None = None

@@ -36,6 +36,9 @@ _FIX_TYPES = [
 _SEAL_TYPES = ["timestamptz", "text", "int8", "text", "text", "int8", "float4", "float8", "float8"]
 
 
+EVIDENCE_KEPT = 50  # later evidence kept on an open alert (all are counted)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A message refused at the boundary, kept with its raw bytes for inspection."""
@@ -148,6 +151,7 @@ def write_batch(
                     [(d.source, d.topic, d.raw, d.reason, d.detail) for d in dead_letters],
                 )
         for a in alerts:
+            row = None
             if a.action == "open":
                 row = conn.execute(
                     "INSERT INTO alerts (mrn, device_id, type, cond_key, severity, event_time,"
@@ -168,7 +172,34 @@ def write_batch(
                 ).fetchone()
                 if row:
                     new_alert_ids.append(int(row[0]))
-            else:
+            if a.action == "evidence" or (a.action == "open" and not row):
+                # The condition's alert is open already: what came later is attached to
+                # it (the newest EVIDENCE_KEPT entries, and a count of all).
+                conn.execute(
+                    "UPDATE alerts SET details = details || jsonb_build_object("
+                    " 'evidence_count', coalesce((details->>'evidence_count')::int, 0) + 1,"
+                    " 'evidence', (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]') FROM ("
+                    "   SELECT e, n FROM jsonb_array_elements("
+                    "     coalesce(details->'evidence', '[]') || jsonb_build_array(%s::jsonb))"
+                    "   WITH ORDINALITY AS x(e, n) ORDER BY n DESC LIMIT %s) y))"
+                    " WHERE mrn = %s AND type = %s AND cond_key = %s"
+                    " AND cleared_at IS NULL AND status <> 'resolved'",
+                    (
+                        json.dumps(
+                            {
+                                "time": a.time.isoformat(),
+                                "lat": a.lat,
+                                "lon": a.lon,
+                                "details": a.details,
+                            }
+                        ),
+                        EVIDENCE_KEPT,
+                        a.mrn,
+                        a.type.value,
+                        a.key,
+                    ),
+                )
+            elif a.action == "clear":
                 conn.execute(
                     "UPDATE alerts SET cleared_at = %s,"
                     " details = details || jsonb_build_object('cleared', %s::jsonb)"

@@ -151,7 +151,7 @@ class Office:
             "id": self.ref,
             "geometry": {"type": "Point", "coordinates": [self.lon, self.lat]},
             "properties": {
-                "kind": "office",
+                "kind": "parking" if "parking" in self.roles else "office",
                 "name": self.name,
                 "country": self.country,
                 "roles": list(self.roles),
@@ -161,7 +161,9 @@ class Office:
 
 
 def load_geojson(doc: dict[str, Any]) -> tuple[list[Corridor], list[Office]]:
-    """Corridors (LineString features) and offices (Point features) of a FeatureCollection."""
+    """Corridors (LineString features), offices and parkings (Point features, with a
+    radius) of a FeatureCollection. A parking is a zone where a stop is permitted; it
+    is kept with the offices, with the single role ``parking``."""
     if doc.get("type") != "FeatureCollection":
         raise ValueError("expected a GeoJSON FeatureCollection")
     corridors: list[Corridor] = []
@@ -189,22 +191,27 @@ def load_geojson(doc: dict[str, Any]) -> tuple[list[Corridor], list[Office]]:
                     extra,
                 )
             )
-        elif kind == "office":
+        elif kind in ("office", "parking"):
             if not isinstance(geom, Point):
-                raise ValueError(f"office {fid}: geometry must be a Point")
+                raise ValueError(f"{kind} {fid}: geometry must be a Point")
+            roles = tuple(props.get("roles", []))
+            if kind == "parking":
+                roles = ("parking",)  # a permitted stop zone: no customs office
             offices.append(
                 Office(
                     ref=str(fid),
                     name=str(props.get("name", fid)),
                     country=str(props["country"]),
-                    roles=tuple(props.get("roles", [])),
+                    roles=roles,
                     lon=geom.x,
                     lat=geom.y,
                     radius_m=float(props.get("radius_m", 500)),
                 )
             )
         else:
-            raise ValueError(f"feature {fid}: properties.kind must be 'corridor' or 'office'")
+            raise ValueError(
+                f"feature {fid}: properties.kind must be 'corridor', 'office' or 'parking'"
+            )
     return corridors, offices
 
 

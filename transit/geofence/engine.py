@@ -332,6 +332,9 @@ class GeofenceEngine:
                 self.piece_table[i, j] = p.area
                 self.piece_code[i, j] = self.piece_country[c.id][j]
         self.zone_refs = [o.ref for o in offices]
+        # Parking zones: a stop there is permitted to any transit (a truck at another
+        # corridor's parking is off its own corridor, which is an alert of its own).
+        self.parkings = frozenset(o.ref for o in offices if "parking" in o.roles)
         self.zones = np.asarray([office_zone(o) for o in offices], dtype=object)
         shapely.prepare(self.zones)
         self.zone_tree = shapely.STRtree(self.zones) if len(self.zones) else None

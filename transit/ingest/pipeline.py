@@ -242,11 +242,11 @@ class Pipeline:
             [self._rules_of(t) for t in transits],
         )
 
-    @staticmethod
-    def _context(transit: ActiveTransit) -> TransitContext:
+    def _context(self, transit: ActiveTransit) -> TransitContext:
         return TransitContext(
             transit.mrn,
             transit.tracker_id,
             frozenset(transit.countries),
             frozenset(transit.offices),
+            self.engine.parkings if self.engine is not None else frozenset(),
         )

@@ -77,6 +77,7 @@ class TransitContext:
     device_id: str
     countries: frozenset[str]
     offices: frozenset[str]  # departure, transit and destination
+    parkings: frozenset[str] = frozenset()  # parking zones where a stop is permitted
 
 
 def observe_fix(
@@ -93,7 +94,9 @@ def observe_fix(
     ) -> None:
         if action == "open":
             if (kind.value, key) in state.open_keys:
-                return
+                if kind is not AlertType.GPS_JUMP:
+                    return
+                action = "evidence"  # a further jumped fix: attached to the open alert
             state.open_keys.add((kind.value, key))
         else:
             if (kind.value, key) not in state.open_keys:
@@ -118,11 +121,13 @@ def observe_fix(
         gap = (fix.time - last.time).total_seconds()
         metres = _distance_m(last, fix)
         if metres >= th.jump_min_m and metres / gap * 3.6 > th.max_speed_kmh:
+            # One alert per jump away from the last good fix; fixes that stay jumped
+            # are its evidence.
             event(
                 AlertType.GPS_JUMP,
                 Severity.HIGH,
                 "open",
-                fix.time.isoformat(),
+                last.time.isoformat(),
                 jump_m=round(metres),
                 implied_kmh=round(metres / gap * 3.6),
             )
@@ -150,7 +155,7 @@ def observe_fix(
             country=fix.country,
             declared=sorted(ctx.countries),
         )
-    if fix.zone is not None and fix.zone not in ctx.offices:
+    if fix.zone is not None and fix.zone not in ctx.offices and fix.zone not in ctx.parkings:
         event(
             AlertType.WRONG_OFFICE,
             Severity.MEDIUM,
@@ -161,7 +166,7 @@ def observe_fix(
         )
 
     stopped = fix.speed_kmh is not None and fix.speed_kmh <= th.stop_speed_kmh
-    permitted = fix.zone is not None and fix.zone in ctx.offices
+    permitted = fix.zone is not None and (fix.zone in ctx.offices or fix.zone in ctx.parkings)
     if stopped and not permitted:
         if state.stopped_since is None:
             state.stopped_since = fix.time

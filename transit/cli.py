@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -318,6 +319,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(get_settings(), trucks=args.trucks, seed=args.seed)
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from transit import keys
+
+    with _conn() as conn:
+        try:
+            key = keys.create(conn, args.role, args.office, args.country, args.label)
+        except ValueError as exc:
+            sys.stderr.write(f"transit keys create: {exc}\n")
+            return 2
+        conn.commit()
+    sys.stdout.write(key + "\n")
+    sys.stderr.write("keep this key: it is stored hashed and will not be shown again\n")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from transit import audit
+
+    with _conn() as conn:
+        verdict = audit.verify(conn, args.head)
+    for p in verdict.problems:
+        sys.stdout.write(f"TAMPERED {p}\n")
+    head = f"{verdict.head_id}:{verdict.head_hash}" if verdict.head_id else "none"
+    state = "intact" if verdict.ok else "BROKEN"
+    sys.stdout.write(f"audit log: {verdict.rows} rows, chain {state}, head {head}\n")
+    return 0 if verdict.ok else 1
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    import threading
+
+    import httpx
+
+    from transit import webhooks
+
+    settings = get_settings()
+    if args.once:
+        with _conn() as conn, httpx.Client(timeout=5.0) as client:
+            conn.autocommit = True
+            n = webhooks.deliver_due(conn, client, args.backoff)
+        sys.stdout.write(f"notices delivered: {n}\n")
+        return 0
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        webhooks.run(settings.database_url, stop, args.backoff)
+    return 0
+
+
+ROLE_CHOICES = ["admin", "officer", "control_room", "partner"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subcommand per entry point."""
     p = argparse.ArgumentParser(prog="transit", description=__doc__)
@@ -446,6 +501,28 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--points", type=int, default=500_000)
     bg.add_argument("--corridors", type=int, default=100)
     bg.set_defaults(func=cmd_bench_geofence)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    kc = keys.add_parser("create", help="make an API key and print it once")
+    kc.add_argument(
+        "--role", required=True, choices=["admin", "officer", "control_room", "partner"]
+    )
+    kc.add_argument("--office", help="the officer's office (8 characters)")
+    kc.add_argument("--country", help="the partner's country (ISO alpha-2)")
+    kc.add_argument("--label", default="", help="who holds it")
+    kc.set_defaults(func=cmd_keys_create)
+
+    au = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_cmd", required=True
+    )
+    av = au.add_parser("verify", help="check the hash chain; exit 1 if a row was altered")
+    av.add_argument("--head", help="ID:HASH printed by an earlier verify, still expected")
+    av.set_defaults(func=cmd_audit_verify)
+
+    nt = sub.add_parser("notify", help="deliver partner notices from the outbox")
+    nt.add_argument("--once", action="store_true", help="deliver what is due, then exit")
+    nt.add_argument("--backoff", type=float, default=5.0, help="first retry delay, seconds")
+    nt.set_defaults(func=cmd_notify)
 
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)

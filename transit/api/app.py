@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
-from transit.api.routes import alerts, health, metrics, transits
+from transit.api.routes import admin, alerts, health, metrics, registry, transits
 from transit.config import Settings, get_settings
 
 
@@ -21,6 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ConnectionPool(cfg.database_url, min_size=1, max_size=10, open=False)
         pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        app.state.settings = cfg
+        app.state.log = logging.getLogger("transit.api")
         try:
             yield
         finally:
@@ -34,6 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(transits.router, prefix="/api/v1")
-    app.include_router(alerts.router, prefix="/api/v1")
+    for r in (admin, registry, transits, alerts):
+        app.include_router(r.router, prefix="/api/v1")
     return app

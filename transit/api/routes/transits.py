@@ -1,69 +1,532 @@
-"""Transits and their tracks."""
+"""Transits: declare, release, close at the exit border, cancel, incidents, the track.
+
+Officers act for their own office (declare, release and cancel at the office of
+departure; close at the office of destination or exit); a partner sees the transits
+whose itinerary includes its country, without the holder's contacts or guarantee.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from transit import audit, lifecycle, webhooks
 from transit.api.deps import Db
-from transit.model import MRN_RE
+from transit.api.security import Caller
+from transit.geofence.corridor import Office
+from transit.ingest.pipeline import rules_config
+from transit.keys import Principal
+from transit.lifecycle import Action, CloseFacts, Refused, ReleaseFacts, SealFact, State
+from transit.model import MRN_RE, OFFICE_REF, is_valid_mrn
 
 router = APIRouter(tags=["transits"])
 
 MrnPath = Path(min_length=18, max_length=18, pattern=MRN_RE.pattern, description="The MRN")
+OfficeRef = Annotated[str, Field(pattern=OFFICE_REF.pattern, description="8-character office")]
+Country = Annotated[str, Field(pattern="^[A-Z]{2}$", description="ISO 3166 alpha-2")]
+TRACKER_FRESH_S = 600  # release needs a tracker report this recent
+PARTNER_FIELDS = (
+    "mrn",
+    "status",
+    "corridor_id",
+    "vehicle",
+    "seal_ids",
+    "office_departure",
+    "offices_transit",
+    "office_destination",
+    "countries",
+    "time_limit",
+    "declared_at",
+    "released_at",
+    "arrived_at",
+    "closed_at",
+    "last_fix",
+)
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    phone: str = Field(min_length=3, max_length=40)
+
+
+class Guarantee(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(min_length=1, max_length=40)
+    amount: float = Field(ge=0)
+    currency: str = Field(pattern="^[A-Z]{3}$")
+
+
+class TransitIn(BaseModel):
+    """A transit declaration."""
+
+    model_config = ConfigDict(extra="forbid")
+    mrn: str = Field(min_length=18, max_length=18, examples=["26MYS001T0000003A2"])
+    tracker_id: str = Field(min_length=1, max_length=64)
+    seal_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=20)
+    corridor_id: str = Field(min_length=1, max_length=64)
+    office_departure: OfficeRef
+    offices_transit: list[OfficeRef] = Field(default_factory=list, max_length=9)
+    office_destination: OfficeRef
+    countries: list[Country] = Field(min_length=1, max_length=10)
+    time_limit: AwareDatetime
+    vehicle: str | None = Field(default=None, max_length=40)
+    driver: Contact | None = None
+    guarantee: Guarantee | None = None
+    thresholds: dict[str, float] | None = None
+
+    @field_validator("mrn")
+    @classmethod
+    def _mrn(cls, v: str) -> str:
+        if not MRN_RE.match(v):
+            raise ValueError(
+                "an MRN is 2 digits (year), 2 letters (country), 12 letters or digits,"
+                " a letter and a check digit"
+            )
+        if not is_valid_mrn(v):
+            raise ValueError("the check digit (the 18th character) is wrong")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v:
+            rules_config(v)
+        return v
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    finding: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="What the officer found; given, the transit closes with an incident",
+    )
+    incident_code: int | None = Field(default=None, ge=1, le=6)
+
+
+class IncidentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: int = Field(ge=1, le=6, description="NCTS CL019: 1 deviation ... 6 other")
+    description: str = Field(min_length=1, max_length=2000)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    seals_affected: list[str] = Field(default_factory=list, max_length=20)
+    new_vehicle: str | None = Field(default=None, max_length=40)
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-@router.get("/transits/{mrn}")
-def get_transit(db: Db, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
-    """A transit: its declaration, status, last position and open alerts."""
+def _field_error(field: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+
+
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(409, detail={"refused": exc.reasons})
+
+
+def _load(db: Db, mrn: str, who: Principal, lock: bool = False) -> dict[str, Any]:
+    """A transit the caller may see (404 otherwise, so nothing leaks about others)."""
     row = db.execute(
-        "SELECT mrn, status, tracker_id, corridor_id, vehicle, seal_ids, office_departure,"
-        " offices_transit, office_destination, countries, time_limit, declared_at,"
-        " released_at, arrived_at, closed_at FROM transits WHERE mrn = %s",
-        (mrn,),
+        "SELECT * FROM transits WHERE mrn = %s" + (" FOR UPDATE" if lock else ""), (mrn,)
     ).fetchone()
-    if row is None:
+    if row is None or not _visible(row, who):
         raise HTTPException(404, detail=f"no transit with MRN {mrn}")
-    out = {k: _iso(v) for k, v in row.items()}
+    return dict(row)
+
+
+def _visible(row: dict[str, Any], who: Principal) -> bool:
+    if who.role == "partner":
+        return who.country in row["countries"]
+    if who.role == "officer":
+        offices = {row["office_departure"], row["office_destination"], *row["offices_transit"]}
+        return who.office in offices
+    return True
+
+
+def _require_office(who: Principal, office: str, what: str) -> None:
+    if who.role == "officer" and who.office != office:
+        raise HTTPException(
+            403,
+            detail=f"only an officer of {office} may {what} (this key is bound to {who.office})",
+        )
+
+
+def _event(db: Db, mrn: str, kind: str, who: Principal | str, details: dict[str, Any]) -> None:
+    actor = who if isinstance(who, str) else who.actor
+    db.execute(
+        "INSERT INTO transit_events (mrn, kind, actor, details) VALUES (%s, %s, %s, %s)",
+        (mrn, kind, actor, json.dumps(details, default=str)),
+    )
+    audit.append(db, actor, f"transit.{kind}", mrn, details)
+
+
+def _public(row: dict[str, Any], db: Db, who: Principal) -> dict[str, Any]:
+    out = {k: _iso(v) for k, v in row.items() if k != "details"}
+    out["mrn"] = row["mrn"]
+    details = row.get("details") or {}
     last = db.execute(
         "SELECT time, lat, lon, speed_kmh FROM fixes WHERE device_id = %s"
         " AND time >= %s ORDER BY time DESC LIMIT 1",
         (row["tracker_id"], row["declared_at"]),
     ).fetchone()
     out["last_fix"] = {k: _iso(v) for k, v in last.items()} if last else None
+    if who.role == "partner":
+        return {k: out.get(k) for k in PARTNER_FIELDS}
+    out["driver"] = details.get("driver")
+    out["guarantee"] = details.get("guarantee")
+    out["thresholds"] = details.get("thresholds")
     n = db.execute(
-        "SELECT count(*) AS n FROM alerts WHERE mrn = %s AND status <> 'resolved'", (mrn,)
+        "SELECT count(*) AS n FROM alerts WHERE mrn = %s AND status <> 'resolved'"
+        " AND cleared_at IS NULL",
+        (row["mrn"],),
     ).fetchone()
     out["open_alerts"] = n["n"] if n else 0
     return out
 
 
+@router.post("/transits", status_code=201)
+def declare(db: Db, who: Caller, body: TransitIn) -> dict[str, Any]:
+    """Declare a transit (NCTS IE015). An officer declares at their own office."""
+    _require_office(who, body.office_departure, "declare a transit departing from it")
+    refs = [body.office_departure, *body.offices_transit, body.office_destination]
+    found = {
+        r["ref"]: r
+        for r in db.execute(
+            "SELECT ref, roles FROM offices WHERE ref = ANY(%s)", (refs,)
+        ).fetchall()
+    }
+    for name, ref in [
+        ("office_departure", body.office_departure),
+        ("office_destination", body.office_destination),
+        *[("offices_transit", r) for r in body.offices_transit],
+    ]:
+        if ref not in found:
+            raise _field_error(name, f"no office {ref}")
+        if "parking" in found[ref]["roles"]:
+            raise _field_error(name, f"{ref} is a parking zone, not a customs office")
+    if not db.execute("SELECT 1 FROM corridors WHERE id = %s", (body.corridor_id,)).fetchone():
+        raise _field_error("corridor_id", f"no corridor {body.corridor_id}")
+    dev = db.execute("SELECT kind FROM devices WHERE device_id = %s", (body.tracker_id,)).fetchone()
+    if dev is None or dev["kind"] != "tracker":
+        raise _field_error("tracker_id", f"{body.tracker_id} is not a registered tracker")
+    if len(set(body.seal_ids)) != len(body.seal_ids):
+        raise _field_error("seal_ids", "a seal is declared twice")
+    busy = db.execute(
+        "SELECT mrn FROM transits WHERE tracker_id = %s AND status = ANY(%s)",
+        (body.tracker_id, [s.value for s in lifecycle.UNDER_WAY] + ["declared"]),
+    ).fetchone()
+    if busy:
+        raise _field_error("tracker_id", f"{body.tracker_id} is on transit {busy['mrn']}")
+    details = {
+        "driver": body.driver.model_dump() if body.driver else None,
+        "guarantee": body.guarantee.model_dump() if body.guarantee else None,
+    }
+    if body.thresholds:
+        details["thresholds"] = body.thresholds
+    try:
+        db.execute(
+            "INSERT INTO transits (mrn, status, tracker_id, corridor_id, vehicle, seal_ids,"
+            " office_departure, offices_transit, office_destination, countries, time_limit,"
+            " details) VALUES (%s, 'declared', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                body.mrn,
+                body.tracker_id,
+                body.corridor_id,
+                body.vehicle,
+                body.seal_ids,
+                body.office_departure,
+                body.offices_transit,
+                body.office_destination,
+                body.countries,
+                body.time_limit,
+                json.dumps(details),
+            ),
+        )
+    except psycopg.errors.UniqueViolation:
+        db.rollback()
+        raise _field_error("mrn", f"a transit with MRN {body.mrn} exists already") from None
+    _event(db, body.mrn, "declared", who, {"office": body.office_departure})
+    db.commit()
+    return _public(_load(db, body.mrn, who), db, who)
+
+
+@router.get("/transits")
+def list_transits(
+    db: Db,
+    who: Caller,
+    status: State | None = None,
+    country: Annotated[str | None, Query(pattern="^[A-Z]{2}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Transits the caller may see, newest first."""
+    rows = db.execute(
+        "SELECT * FROM transits WHERE (%s::text IS NULL OR status = %s)"
+        " AND (%s::text IS NULL OR %s = ANY(countries))"
+        " AND (%s::text IS NULL OR %s = ANY(countries))"
+        " AND (%s::text IS NULL OR %s = office_departure OR %s = office_destination"
+        "      OR %s = ANY(offices_transit))"
+        " ORDER BY declared_at DESC LIMIT %s",
+        (
+            status,
+            status,
+            country,
+            country,
+            who.country,
+            who.country,
+            who.office,
+            who.office,
+            who.office,
+            who.office,
+            limit,
+        ),
+    ).fetchall()
+    items = [_public(dict(r), db, who) for r in rows]
+    return {"count": len(items), "items": items}
+
+
+@router.get("/transits/{mrn}")
+def get_transit(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
+    """A transit: its declaration, status, last position and open alerts."""
+    return _public(_load(db, mrn, who), db, who)
+
+
+@router.get("/transits/{mrn}/events")
+def transit_events(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
+    """The transit's timeline: state changes, crossings, incidents, closure."""
+    _load(db, mrn, who)
+    rows = db.execute(
+        "SELECT at, kind, actor, details FROM transit_events WHERE mrn = %s ORDER BY at, id",
+        (mrn,),
+    ).fetchall()
+    return {"mrn": mrn, "items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+
+
+def _seal_facts(db: Db, row: dict[str, Any]) -> list[SealFact]:
+    out = []
+    for seal in row["seal_ids"]:
+        last = db.execute(
+            "SELECT status FROM seal_events WHERE seal_id = %s AND device_id = %s"
+            " AND time >= %s - interval '1 day' ORDER BY time DESC, seq DESC LIMIT 1",
+            (seal, row["tracker_id"], row["declared_at"]),
+        ).fetchone()
+        status = last["status"] if last else None
+        out.append(SealFact(seal, last is not None, status, status == "sealed"))
+    return out
+
+
+@router.post("/transits/{mrn}/release")
+def release(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
+    """Release for transit (IE029) after the departure checks; partners on the itinerary
+    get an anticipated-arrival notice."""
+    row = _load(db, mrn, who, lock=True)
+    _require_office(who, row["office_departure"], "release it")
+    seen = db.execute(
+        "SELECT last_seen >= now() - make_interval(secs => %s) AS fresh FROM devices"
+        " WHERE device_id = %s",
+        (TRACKER_FRESH_S, row["tracker_id"]),
+    ).fetchone()
+    facts = ReleaseFacts(bool(seen and seen["fresh"]), _seal_facts(db, row))
+    try:
+        lifecycle.release(State(row["status"]), facts)
+    except Refused as exc:
+        db.rollback()
+        raise _refused(exc) from None
+    db.execute(
+        "UPDATE transits SET status = 'released', released_at = now() WHERE mrn = %s", (mrn,)
+    )
+    for seal in row["seal_ids"]:
+        db.execute(
+            "INSERT INTO seals (seal_id, manufacturer, serial, tracker_id, status, armed)"
+            " VALUES (%s, '', %s, %s, 'sealed', true) ON CONFLICT (seal_id) DO UPDATE SET"
+            " tracker_id = EXCLUDED.tracker_id, status = 'sealed', armed = true",
+            (seal, seal, row["tracker_id"]),
+        )
+    _event(db, mrn, "released", who, {"office": row["office_departure"]})
+    notice = {
+        "event": "anticipated_arrival",
+        "mrn": mrn,
+        "vehicle": row["vehicle"],
+        "seal_ids": row["seal_ids"],
+        "corridor_id": row["corridor_id"],
+        "office_departure": row["office_departure"],
+        "offices_transit": row["offices_transit"],
+        "office_destination": row["office_destination"],
+        "countries": row["countries"],
+        "time_limit": _iso(row["time_limit"]),
+    }
+    webhooks.enqueue(db, "anticipated_arrival", mrn, list(row["countries"]), notice)
+    db.commit()
+    return _public(_load(db, mrn, who), db, who)
+
+
+@router.post("/transits/{mrn}/close")
+def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> dict[str, Any]:
+    """Close at the office of destination or exit: the truck inside that office's
+    geofence, every declared seal reporting sealed, no seal alert open. Otherwise 409
+    with the reasons, unless the officer records a finding: then it closes with an
+    incident. The seals are disarmed."""
+    row = _load(db, mrn, who, lock=True)
+    office = db.execute(
+        "SELECT ref, name, country, roles, lon, lat, radius_m FROM offices WHERE ref = %s",
+        (row["office_destination"],),
+    ).fetchone()
+    last = db.execute(
+        "SELECT lon, lat FROM fixes WHERE device_id = %s AND time >= %s ORDER BY time DESC LIMIT 1",
+        (row["tracker_id"], row["declared_at"]),
+    ).fetchone()
+    inside = bool(
+        office
+        and last
+        and Office(
+            office["ref"],
+            office["name"],
+            office["country"],
+            tuple(office["roles"]),
+            office["lon"],
+            office["lat"],
+            office["radius_m"],
+        ).contains(last["lon"], last["lat"])
+    )
+    seal_alerts = db.execute(
+        "SELECT count(*) AS n FROM alerts WHERE mrn = %s AND type LIKE 'seal_%%'"
+        " AND status <> 'resolved' AND cleared_at IS NULL",
+        (mrn,),
+    ).fetchone()
+    facts = CloseFacts(
+        officer_office=who.office if who.role == "officer" else None,
+        destination=row["office_destination"],
+        inside_office=inside,
+        seals=_seal_facts(db, row),
+        open_seal_alerts=int(seal_alerts["n"]) if seal_alerts else 0,
+        finding=body.finding,
+    )
+    state = State(row["status"])
+    try:
+        if state is not State.ARRIVED and inside:
+            state = lifecycle.transition(state, Action.ARRIVE)  # the officer sees it there
+            db.execute("UPDATE transits SET arrived_at = now() WHERE mrn = %s", (mrn,))
+            _event(db, mrn, "arrived", who, {"office": row["office_destination"]})
+        _, problems = lifecycle.close(state, facts)
+    except Refused as exc:
+        db.rollback()
+        raise _refused(exc) from None
+    if problems:
+        code = body.incident_code or (2 if any("seal" in p for p in problems) else 6)
+        _event(
+            db,
+            mrn,
+            "incident",
+            who,
+            {
+                "code": code,
+                "code_text": lifecycle.incident_code(code),
+                "description": body.finding,
+                "checks_failed": problems,
+            },
+        )
+    db.execute("UPDATE transits SET status = 'closed', closed_at = now() WHERE mrn = %s", (mrn,))
+    db.execute(
+        "UPDATE seals SET armed = false, status = 'disarmed' WHERE seal_id = ANY(%s)",
+        (row["seal_ids"],),
+    )
+    _event(
+        db,
+        mrn,
+        "closed",
+        who,
+        {
+            "office": row["office_destination"],
+            "decision": "closed with incident" if problems else "closed",
+            "checks_failed": problems,
+            "seals_disarmed": row["seal_ids"],
+        },
+    )
+    db.commit()
+    return _public(_load(db, mrn, who), db, who)
+
+
+@router.post("/transits/{mrn}/cancel")
+def cancel(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CancelIn) -> dict[str, Any]:
+    """Cancel a declaration before the truck leaves the office of departure."""
+    row = _load(db, mrn, who, lock=True)
+    _require_office(who, row["office_departure"], "cancel it")
+    try:
+        lifecycle.transition(State(row["status"]), Action.CANCEL)
+    except Refused as exc:
+        db.rollback()
+        raise _refused(exc) from None
+    db.execute("UPDATE transits SET status = 'cancelled', closed_at = now() WHERE mrn = %s", (mrn,))
+    _event(db, mrn, "cancelled", who, {"reason": body.reason})
+    db.commit()
+    return _public(_load(db, mrn, who), db, who)
+
+
+@router.post("/transits/{mrn}/incidents", status_code=201)
+def record_incident(
+    db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: IncidentIn
+) -> dict[str, Any]:
+    """Record an incident (NCTS CL019 codes 1 to 6) against a transit under way."""
+    row = _load(db, mrn, who, lock=True)
+    try:
+        lifecycle.transition(State(row["status"]), Action.INCIDENT)
+    except Refused as exc:
+        db.rollback()
+        raise _refused(exc) from None
+    details = body.model_dump() | {"code_text": lifecycle.incident_code(body.code)}
+    _event(db, mrn, "incident", who, details)
+    db.commit()
+    return {"mrn": mrn, "incident": details}
+
+
 @router.get("/transits/{mrn}/track")
 def get_track(
     db: Db,
+    who: Caller,
     mrn: Annotated[str, MrnPath],
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    limit: Annotated[int, Query(ge=1, le=100000)] = 5000,
+    points: Annotated[int, Query(ge=2, le=20000)] = 2000,
 ) -> dict[str, Any]:
-    """The transit's track as a GeoJSON FeatureCollection (a LineString with its times)."""
-    tr = db.execute(
-        "SELECT tracker_id, declared_at FROM transits WHERE mrn = %s", (mrn,)
+    """The track as GeoJSON: a LineString with its times. When the range holds more
+    than ``points`` fixes, they are averaged in ``time_bucket`` buckets."""
+    tr = _load(db, mrn, who)
+    lo = start or tr["declared_at"]
+    hi = end or tr["closed_at"]
+    span = db.execute(
+        "SELECT count(*) AS n, min(time) AS a, max(time) AS b FROM fixes WHERE device_id = %s"
+        " AND time >= %s AND (%s::timestamptz IS NULL OR time <= %s)",
+        (tr["tracker_id"], lo, hi, hi),
     ).fetchone()
-    if tr is None:
-        raise HTTPException(404, detail=f"no transit with MRN {mrn}")
-    rows = db.execute(
-        "SELECT time, lon, lat FROM fixes WHERE device_id = %s AND time >= %s"
-        " AND (%s::timestamptz IS NULL OR time >= %s) AND (%s::timestamptz IS NULL OR time <= %s)"
-        " ORDER BY time LIMIT %s",
-        (tr["tracker_id"], tr["declared_at"], start, start, end, end, limit),
-    ).fetchall()
+    n = int(span["n"]) if span else 0
+    bucket_s = 0.0
+    if n > points and span and span["a"] and span["b"]:
+        bucket_s = max(1.0, (span["b"] - span["a"]).total_seconds() / points)
+        rows = db.execute(
+            "SELECT time_bucket(make_interval(secs => %s), time) AS time,"
+            " avg(lon) AS lon, avg(lat) AS lat FROM fixes WHERE device_id = %s"
+            " AND time >= %s AND (%s::timestamptz IS NULL OR time <= %s)"
+            " GROUP BY 1 ORDER BY 1",
+            (bucket_s, tr["tracker_id"], lo, hi, hi),
+        ).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT time, lon, lat FROM fixes WHERE device_id = %s AND time >= %s"
+            " AND (%s::timestamptz IS NULL OR time <= %s) ORDER BY time",
+            (tr["tracker_id"], lo, hi, hi),
+        ).fetchall()
     coords = [[r["lon"], r["lat"]] for r in rows]
     times = [r["time"].isoformat() for r in rows]
     geometry: dict[str, Any] = (
@@ -77,7 +540,13 @@ def get_track(
             {
                 "type": "Feature",
                 "geometry": geometry,
-                "properties": {"mrn": mrn, "device_id": tr["tracker_id"], "times": times},
+                "properties": {
+                    "mrn": mrn,
+                    "device_id": tr["tracker_id"],
+                    "times": times,
+                    "fixes": n,
+                    "bucket_s": bucket_s,
+                },
             }
         ],
     }

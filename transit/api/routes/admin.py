@@ -1,0 +1,79 @@
+"""Who am I, partner endpoints, the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from transit import audit
+from transit.api.deps import Db
+from transit.api.security import Caller
+
+router = APIRouter(tags=["admin"])
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+class PartnerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: HttpUrl
+    secret: str = Field(min_length=16, max_length=256, description="HMAC key of the notices")
+
+
+@router.get("/me")
+def me(who: Caller) -> dict[str, Any]:
+    """The caller's role and scope."""
+    return {"role": who.role, "office": who.office, "country": who.country, "key": who.prefix}
+
+
+@router.get("/partners")
+def list_partners(db: Db, who: Caller) -> dict[str, Any]:
+    """Registered partner endpoints and their notices waiting."""
+    rows = db.execute(
+        "SELECT p.country, p.url, p.created_at, count(o.id) FILTER"
+        " (WHERE o.delivered_at IS NULL) AS pending FROM partner_endpoints p"
+        " LEFT JOIN webhook_outbox o ON o.country = p.country GROUP BY p.country ORDER BY 1"
+    ).fetchall()
+    return {"items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+
+
+@router.put("/partners/{country}")
+def put_partner(
+    db: Db,
+    who: Caller,
+    country: Annotated[str, Path(pattern="^[A-Z]{2}$")],
+    body: PartnerIn,
+) -> dict[str, Any]:
+    """Register (or replace) a partner country's notice endpoint and secret."""
+    db.execute(
+        "INSERT INTO partner_endpoints (country, url, secret) VALUES (%s, %s, %s)"
+        " ON CONFLICT (country) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret",
+        (country, str(body.url), body.secret.encode()),
+    )
+    audit.append(db, who.actor, "partner.endpoint", country, {"url": str(body.url)})
+    db.commit()
+    return {"country": country, "url": str(body.url)}
+
+
+@router.get("/audit")
+def get_audit(
+    db: Db, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    """The newest audit entries and whether the whole chain is intact."""
+    rows = db.execute(
+        "SELECT id, at, actor, action, subject, details FROM audit_log ORDER BY id DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    verdict = audit.verify(db)
+    return {
+        "intact": verdict.ok,
+        "problems": verdict.problems,
+        "rows": verdict.rows,
+        "head": f"{verdict.head_id}:{verdict.head_hash}" if verdict.head_id else None,
+        "items": [{k: _iso(v) for k, v in r.items()} for r in rows],
+    }

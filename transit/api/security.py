@@ -1,0 +1,73 @@
+"""Who may call what: API keys with roles, and one permission table for every route.
+
+``PERMISSIONS`` maps each route of ``/api/v1`` (method and path template) to the roles
+allowed on it; a route missing from the table is refused to everyone (and a test
+walks every route with every role against this table). Scoping within a route (an
+officer's office, a partner's country) is done by the route itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+from transit.keys import Principal, lookup
+
+ADMIN, OFFICER, CONTROL, PARTNER = "admin", "officer", "control_room", "partner"
+EVERYONE = frozenset({ADMIN, OFFICER, CONTROL, PARTNER})
+STAFF = frozenset({ADMIN, OFFICER, CONTROL})
+
+PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/api/v1/me"): EVERYONE,
+    ("GET", "/api/v1/devices"): frozenset({ADMIN, CONTROL}),
+    ("POST", "/api/v1/devices"): frozenset({ADMIN}),
+    ("POST", "/api/v1/devices/{device_id}/rotate-key"): frozenset({ADMIN}),
+    ("GET", "/api/v1/seals"): frozenset({ADMIN, CONTROL}),
+    ("POST", "/api/v1/seals"): frozenset({ADMIN}),
+    ("GET", "/api/v1/offices"): EVERYONE,
+    ("POST", "/api/v1/offices"): frozenset({ADMIN}),
+    ("GET", "/api/v1/corridors"): EVERYONE,
+    ("GET", "/api/v1/corridors/{corridor_id}"): EVERYONE,
+    ("POST", "/api/v1/corridors"): frozenset({ADMIN}),
+    ("GET", "/api/v1/transits"): EVERYONE,
+    ("POST", "/api/v1/transits"): frozenset({ADMIN, OFFICER}),
+    ("GET", "/api/v1/transits/{mrn}"): EVERYONE,
+    ("GET", "/api/v1/transits/{mrn}/track"): STAFF,
+    ("GET", "/api/v1/transits/{mrn}/events"): STAFF,
+    ("POST", "/api/v1/transits/{mrn}/release"): frozenset({ADMIN, OFFICER}),
+    ("POST", "/api/v1/transits/{mrn}/close"): frozenset({ADMIN, OFFICER}),
+    ("POST", "/api/v1/transits/{mrn}/cancel"): frozenset({ADMIN, OFFICER}),
+    ("POST", "/api/v1/transits/{mrn}/incidents"): frozenset({ADMIN, OFFICER}),
+    ("GET", "/api/v1/alerts"): STAFF,
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): frozenset({ADMIN, CONTROL, OFFICER}),
+    ("POST", "/api/v1/alerts/{alert_id}/assign"): frozenset({ADMIN, CONTROL}),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): frozenset({ADMIN, CONTROL}),
+    ("GET", "/api/v1/partners"): frozenset({ADMIN}),
+    ("PUT", "/api/v1/partners/{country}"): frozenset({ADMIN}),
+    ("GET", "/api/v1/audit"): frozenset({ADMIN}),
+}
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key made by `transit keys create`"
+)
+
+
+def principal(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+    """The caller, from the ``X-API-Key`` header, allowed on this route by the table."""
+    if not key:
+        raise HTTPException(401, detail="an API key is required (header X-API-Key)")
+    pool = request.app.state.pool
+    with pool.connection() as conn:
+        who = lookup(conn, key)
+    if who is None:
+        raise HTTPException(401, detail="the API key is unknown or revoked")
+    route: Any = request.scope.get("route")
+    allowed = PERMISSIONS.get((request.method, getattr(route, "path", "")), frozenset())
+    if who.role not in allowed:
+        raise HTTPException(403, detail=f"the role {who.role} may not use this route")
+    return who
+
+
+Caller = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,132 @@
+"""Partner notifications: signed webhooks sent from an outbox table.
+
+A notice is written to ``webhook_outbox`` in the same transaction as what caused it
+(a release, a border crossing), so it is neither lost nor sent for something that was
+rolled back, and it survives any restart. ``transit notify`` delivers due notices:
+an HTTP POST of the JSON payload with
+
+- ``X-Transit-Event``: ``anticipated_arrival`` or ``crossing``;
+- ``X-Transit-Delivery``: the outbox id (a receiver drops a repeat by it);
+- ``X-Transit-Signature``: ``sha256=`` HMAC-SHA256 of the body with the country's secret.
+
+A 2xx answer marks it delivered; anything else is retried with exponential backoff
+(``backoff_s`` doubled per attempt, at most an hour), the error kept on the row.
+Delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+import httpx
+import psycopg
+
+log = logging.getLogger(__name__)
+Conn = psycopg.Connection[Any]
+MAX_BACKOFF_S = 3600.0
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The signature header's value for a body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def enqueue(conn: Conn, event: str, mrn: str, countries: list[str], payload: dict[str, Any]) -> int:
+    """Queue a notice for each of these countries that has an endpoint. Returns how many."""
+    rows = conn.execute(
+        "INSERT INTO webhook_outbox (country, event, mrn, payload)"
+        " SELECT country, %s, %s, %s FROM partner_endpoints WHERE country = ANY(%s)"
+        " RETURNING id",
+        (event, mrn, json.dumps(payload, default=str), countries),
+    ).fetchall()
+    return len(rows)
+
+
+def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit: int = 50) -> int:
+    """Send the notices that are due, once each; returns how many were delivered.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED``: several senders share the work."""
+    delivered = 0
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT o.id, o.event, o.payload, o.attempts, p.url, p.secret FROM webhook_outbox o"
+            " JOIN partner_endpoints p ON p.country = o.country"
+            " WHERE o.delivered_at IS NULL AND o.next_at <= now()"
+            " ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED",
+            (limit,),
+        ).fetchall()
+        for row in rows:
+            oid, event, payload, attempts, url, secret = (
+                row.values() if isinstance(row, dict) else row
+            )
+            body = json.dumps(payload, sort_keys=True).encode()
+            error = None
+            try:
+                resp = client.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Transit-Event": event,
+                        "X-Transit-Delivery": str(oid),
+                        "X-Transit-Signature": sign(bytes(secret), body),
+                    },
+                )
+                if not 200 <= resp.status_code < 300:
+                    error = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                conn.execute(
+                    "UPDATE webhook_outbox SET delivered_at = now(), attempts = attempts + 1,"
+                    " last_error = NULL WHERE id = %s",
+                    (oid,),
+                )
+                delivered += 1
+            else:
+                wait = min(MAX_BACKOFF_S, backoff_s * 2**attempts)
+                conn.execute(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = %s,"
+                    " next_at = now() + make_interval(secs => %s) WHERE id = %s",
+                    (error, wait, oid),
+                )
+                log.warning(
+                    "notice %s to %s failed (%s); next try in %.1f s", oid, url, error, wait
+                )
+    return delivered
+
+
+def run(
+    database_url: str, stop: threading.Event, backoff_s: float = 5.0, poll_s: float = 1.0
+) -> None:
+    """Deliver due notices until ``stop`` is set (``transit notify``)."""
+    with httpx.Client(timeout=5.0) as client:
+        conn: Conn | None = None
+        while not stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(database_url, autocommit=True)
+                if deliver_due(conn, client, backoff_s):
+                    continue
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); retrying", exc)
+                conn = None
+            stop.wait(poll_s)
+
+
+def pending(conn: Conn) -> list[dict[str, Any]]:
+    """Notices not delivered yet, oldest first (for ``transit notify --status``)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, country, event, mrn, attempts, next_at, last_error FROM webhook_outbox"
+            " WHERE delivered_at IS NULL ORDER BY id"
+        ).fetchall()
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows
+    ]

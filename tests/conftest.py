@@ -86,3 +86,14 @@ def close_transits(db):
         "UPDATE transits SET status = 'closed', closed_at = now() WHERE mrn = ANY(%s)", (mrns,)
     )
     db.commit()
+
+
+@pytest.fixture(scope="session")
+def admin_key(settings: Settings) -> str:
+    """An admin API key made for this test session."""
+    from transit import keys
+
+    with psycopg.connect(settings.database_url) as conn:
+        key = keys.create(conn, "admin", label="tests")
+        conn.commit()
+    return key

@@ -17,8 +17,17 @@ from transit.provision import import_geojson, provision_fleet, sync_broker
 SEED = 77
 
 
+KEY: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _key(admin_key):
+    KEY["admin"] = admin_key
+
+
 def _get(url: str):
-    with urllib.request.urlopen(url, timeout=10) as r:
+    req = urllib.request.Request(url, headers={"X-API-Key": KEY["admin"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
 
 
@@ -88,7 +97,7 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
 
 def test_api_refuses_a_malformed_mrn_with_a_reason(api_url):
     with pytest.raises(urllib.error.HTTPError) as exc:
-        urllib.request.urlopen(f"{api_url}/api/v1/transits/NOT-AN-MRN", timeout=10)
+        _get(f"{api_url}/api/v1/transits/NOT-AN-MRN")
     assert exc.value.code == 422
     body = json.load(exc.value)
     assert body["detail"][0]["loc"] == ["path", "mrn"]

@@ -84,7 +84,7 @@ def create(
 
 def lookup(conn: psycopg.Connection[Any], key: str) -> Principal | None:
     """The principal a key stands for, or None (unknown, malformed or revoked)."""
-    parts = key.split("_")
+    parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "tk":
         return None
     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:

@@ -49,6 +49,8 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): frozenset({ADMIN}),
 }
 
+PREFIX = "/api/v1"
+
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key made by `transit keys create`"
 )
@@ -63,11 +65,20 @@ def principal(request: Request, key: Annotated[str | None, Depends(api_key_heade
         who = lookup(conn, key)
     if who is None:
         raise HTTPException(401, detail="the API key is unknown or revoked")
-    route: Any = request.scope.get("route")
-    allowed = PERMISSIONS.get((request.method, getattr(route, "path", "")), frozenset())
+    allowed = PERMISSIONS.get((request.method, route_template(request)), frozenset())
     if who.role not in allowed:
         raise HTTPException(403, detail=f"the role {who.role} may not use this route")
     return who
+
+
+def route_template(request: Request) -> str:
+    """The path template of the route serving this request, as the table has it.
+
+    FastAPI keeps a route's own path (without the router's prefix) in the scope; every
+    route that asks for a key is mounted under ``/api/v1``."""
+    route: Any = request.scope.get("route")
+    path = str(getattr(route, "path", ""))
+    return path if path.startswith(PREFIX) else PREFIX + path
 
 
 Caller = Annotated[Principal, Depends(principal)]

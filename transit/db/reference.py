@@ -94,7 +94,8 @@ def declare_transit(
         " ON CONFLICT (mrn) DO UPDATE SET status = EXCLUDED.status,"
         " tracker_id = EXCLUDED.tracker_id, corridor_id = EXCLUDED.corridor_id,"
         " seal_ids = EXCLUDED.seal_ids, time_limit = EXCLUDED.time_limit,"
-        " released_at = EXCLUDED.released_at",
+        " released_at = EXCLUDED.released_at, arrived_at = NULL, closed_at = NULL,"
+        " details = EXCLUDED.details",
         (
             mrn,
             status,

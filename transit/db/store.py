@@ -63,6 +63,7 @@ class ActiveTransit:
     time_limit: datetime | None = None
     # the corridor's thresholds with the transit's own over them
     thresholds: dict[str, float] = field(default_factory=dict)
+    status: str = "in_transit"
 
 
 def prepare_session(conn: Conn) -> None:
@@ -238,16 +239,75 @@ def active_transits(conn: Conn) -> dict[str, ActiveTransit]:
     rows = conn.execute(
         "SELECT t.mrn, t.tracker_id, t.corridor_id, t.seal_ids, t.countries,"
         " t.office_departure || t.offices_transit || t.office_destination, t.time_limit,"
-        " coalesce(c.properties->'thresholds', '{}') || coalesce(t.details->'thresholds', '{}')"
-        " FROM transits t JOIN corridors c ON c.id = t.corridor_id"
-        " WHERE t.status IN ('released', 'in_transit', 'overdue')"
+        " coalesce(c.properties->'thresholds', '{}') || coalesce(t.details->'thresholds', '{}'),"
+        " t.status FROM transits t JOIN corridors c ON c.id = t.corridor_id"
+        " WHERE t.status IN ('released', 'in_transit', 'overdue', 'arrived')"
     ).fetchall()
     return {
         r[1]: ActiveTransit(
-            r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), tuple(r[5]), r[6], dict(r[7])
+            r[0], r[1], r[2], tuple(r[3]), tuple(r[4]), tuple(r[5]), r[6], dict(r[7]), r[8]
         )
         for r in rows
     }
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """A change of a transit's state that ingest found: depart, cross, arrive, overdue."""
+
+    mrn: str
+    action: str
+    time: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_LIFECYCLE = {
+    # action: (states it may start from, state it leads to, timestamp column)
+    "depart": (["released"], "in_transit", None),
+    "arrive": (["released", "in_transit", "overdue"], "arrived", "arrived_at"),
+    "overdue": (["released", "in_transit"], "overdue", None),
+    "cross": (["released", "in_transit", "overdue"], None, None),
+}
+
+
+def apply_lifecycle(conn: Conn, events: list[LifecycleEvent]) -> int:
+    """Record what ingest found, in the batch's transaction: the state change (only from
+    a state that allows it), the transit's timeline, the audit trail, and for a border
+    crossing a notice to the country entered. Returns the changes applied."""
+    from transit import audit, webhooks
+
+    applied = 0
+    for e in events:
+        sources, target, column = _LIFECYCLE[e.action]
+        if target is not None:
+            row = conn.execute(
+                "UPDATE transits SET status = %s"
+                + (f", {column} = %s" if column else "")
+                + " WHERE mrn = %s AND status = ANY(%s) RETURNING countries",
+                (target, e.time, e.mrn, sources) if column else (target, e.mrn, sources),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT countries FROM transits WHERE mrn = %s AND status = ANY(%s)",
+                (e.mrn, sources),
+            ).fetchone()
+        if row is None:
+            continue
+        kind = {"depart": "departed", "arrive": "arrived", "cross": "crossed"}.get(
+            e.action, e.action
+        )
+        details = {"event_time": e.time.isoformat(), **e.details}
+        if e.action == "overdue":
+            details["enquiry"] = "opened"
+        conn.execute(
+            "INSERT INTO transit_events (mrn, kind, actor, details) VALUES (%s, %s, 'ingest', %s)",
+            (e.mrn, kind, json.dumps(details, default=str)),
+        )
+        audit.append(conn, "ingest", f"transit.{kind}", e.mrn, details)
+        if e.action == "cross" and e.details.get("to"):
+            webhooks.enqueue(conn, "crossing", e.mrn, [e.details["to"]], {"mrn": e.mrn, **details})
+        applied += 1
+    return applied
 
 
 def device_keys(conn: Conn, only: list[str] | None = None) -> dict[str, bytes | None]:

@@ -11,14 +11,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
+from numpy.typing import NDArray
 
-from transit.db.store import ActiveTransit, DeadLetter
+from transit.db.store import ActiveTransit, DeadLetter, LifecycleEvent
 from transit.devices import payload as wire
-from transit.geofence.engine import GeofenceEngine
+from transit.geofence.engine import Checked, GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.batch import TransitRules, observe_batch
 from transit.rules.deviation import DeviationRule, DeviationState
 from transit.rules.movement import (
+    FixView,
     Thresholds,
     TransitContext,
     observe_battery,
@@ -84,6 +86,8 @@ class BatchResult:
     statuses: dict[str, str] = field(default_factory=dict)
     # (tracker, reporting device, time, battery %) from telemetry and seal reports
     batteries: list[tuple[str, str, datetime, float]] = field(default_factory=list)
+    # departures, border crossings, arrivals found in the fixes
+    lifecycle: list[LifecycleEvent] = field(default_factory=list)
 
 
 class Pipeline:
@@ -142,19 +146,29 @@ class Pipeline:
             r = self.rules[transit.mrn] = self._new_rules(transit)
         return r
 
-    def tick(self, now: datetime) -> list[AlertEvent]:
-        """The wall-clock watchdog over every transit under way: silence and overdue."""
+    def tick(
+        self, now: datetime, lifecycle: list[LifecycleEvent] | None = None
+    ) -> list[AlertEvent]:
+        """The wall-clock watchdog over every transit under way: silence and overdue.
+
+        An overdue transit (not arrived by its time limit) also goes to the state
+        ``overdue``, with an enquiry opened: that goes into ``lifecycle``."""
         out: list[AlertEvent] = []
-        for device, transit in self.transits.items():
+        for device, transit in list(self.transits.items()):
             r = self._rules_of(transit)
-            out += watchdog(
+            found = watchdog(
                 r.thresholds,
                 now,
                 r.ctx,
                 r.movement,
                 self.last_received.get(device),
-                transit.time_limit,
+                transit.time_limit if transit.status != "arrived" else None,
             )
+            out += found
+            late = any(a.type is AlertType.OVERDUE for a in found)
+            if late and lifecycle is not None and transit.status in ("released", "in_transit"):
+                lifecycle.append(LifecycleEvent(transit.mrn, "overdue", now, {}))
+                self.transits[device] = replace(transit, status="overdue")
         return out
 
     def process(self, messages: list[RawMessage], now: datetime | None = None) -> BatchResult:
@@ -202,7 +216,7 @@ class Pipeline:
                     out.alerts.append(alert)
             else:
                 out.statuses[device_id] = model.state
-        out.alerts.extend(self._check_corridors(out.fixes))
+        out.alerts.extend(self._check_corridors(out.fixes, out.lifecycle))
         for tracker, reporter, t, pct in out.batteries:
             transit = self.transits.get(tracker)
             if transit is not None:
@@ -210,7 +224,9 @@ class Pipeline:
                 out.alerts += observe_battery(r.thresholds, r.movement, r.ctx, t, reporter, pct)
         return out
 
-    def _check_corridors(self, fixes: list[Fix]) -> list[AlertEvent]:
+    def _check_corridors(
+        self, fixes: list[Fix], lifecycle: list[LifecycleEvent]
+    ) -> list[AlertEvent]:
         mine = [f for f in fixes if f.device_id in self.transits]
         if not mine or self.engine is None:
             return []
@@ -231,7 +247,9 @@ class Pipeline:
             np.diff(np.r_[starts, n]),
         )
         checked = self.engine.check(lons, lats, corridor, speeds)
-        return observe_batch(
+        rules = [self._rules_of(t) for t in transits]
+        before = [r.movement.last for r in rules]
+        events = observe_batch(
             checked,
             lons,
             lats,
@@ -239,8 +257,79 @@ class Pipeline:
             seconds,
             times,
             np.asarray(starts, dtype=np.int64),
-            [self._rules_of(t) for t in transits],
+            rules,
         )
+        ends = [*starts[1:], n]
+        for g, t in enumerate(transits):
+            lifecycle += self._lifecycle(
+                t, checked, lons, lats, times, starts[g], ends[g], before[g]
+            )
+        return events
+
+    def _lifecycle(
+        self,
+        t: ActiveTransit,
+        checked: Checked,
+        lons: NDArray[np.float64],
+        lats: NDArray[np.float64],
+        times: list[datetime],
+        s: int,
+        e: int,
+        last: FixView | None,
+    ) -> list[LifecycleEvent]:
+        """Departure, border crossings and arrival in one transit's fixes of a batch.
+
+        A crossing is a change of country between fixes in time order (late fixes
+        are left out); it names the declared office of transit or exit in the country
+        entered. Arrival is a stop inside the office of destination's zone."""
+        assert self.engine is not None
+        out: list[LifecycleEvent] = []
+        status = t.status
+        if (
+            status == "released"
+            and self.engine.zone_at(float(lons[e - 1]), float(lats[e - 1])) != t.offices[0]
+        ):
+            out.append(LifecycleEvent(t.mrn, "depart", times[e - 1], {"office": t.offices[0]}))
+            status = "in_transit"
+        prev_c = last.country if last else None
+        prev_t = last.time if last else None
+        codes = checked.country_codes
+        for i in range(s, e):
+            if prev_t is not None and times[i] <= prev_t:
+                continue
+            k = int(checked.country_id[i])
+            c = codes[k] if k >= 0 else None
+            if c is not None and prev_c is not None and c != prev_c:
+                office = next((o for o in t.offices[1:] if o.startswith(c)), None)
+                out.append(
+                    LifecycleEvent(
+                        t.mrn,
+                        "cross",
+                        times[i],
+                        {
+                            "from": prev_c,
+                            "to": c,
+                            "office": office,
+                            "lat": round(float(lats[i]), 6),
+                            "lon": round(float(lons[i]), 6),
+                        },
+                    )
+                )
+            if c is not None:
+                prev_c = c
+            prev_t = times[i]
+        if status in ("released", "in_transit", "overdue"):
+            dest = t.offices[-1]
+            zones = checked.zone_id[s:e]
+            hit = np.flatnonzero(zones >= 0)
+            for i in hit.tolist():
+                if checked.zone_refs[int(zones[i])] == dest:
+                    out.append(LifecycleEvent(t.mrn, "arrive", times[s + i], {"office": dest}))
+                    status = "arrived"
+                    break
+        if status != t.status:
+            self.transits[t.tracker_id] = replace(t, status=status)
+        return out
 
     def _context(self, transit: ActiveTransit) -> TransitContext:
         return TransitContext(

@@ -258,6 +258,7 @@ class IngestWorker:
                 rows, alert_ids = store.write_batch(
                     conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
                 )
+                store.apply_lifecycle(conn, result.lifecycle)
                 alerts = [store.alert_as_json(conn, i) for i in alert_ids]
                 self._save_stats(conn)
                 conn.commit()
@@ -303,10 +304,12 @@ class IngestWorker:
             now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
             conn.commit()
             self.pipeline.last_received = seen
-            events = self.pipeline.tick(now)
-            if not events:
+            changes: list[store.LifecycleEvent] = []
+            events = self.pipeline.tick(now, changes)
+            if not events and not changes:
                 return
             _, alert_ids = store.write_batch(conn, [], [], [], events)
+            store.apply_lifecycle(conn, changes)
             alerts = [store.alert_as_json(conn, i) for i in alert_ids]
             conn.commit()
         except psycopg.OperationalError:

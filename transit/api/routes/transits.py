@@ -504,7 +504,7 @@ def get_track(
     than ``points`` fixes, they are averaged in ``time_bucket`` buckets."""
     tr = _load(db, mrn, who)
     lo = start or tr["declared_at"]
-    hi = end or tr["closed_at"]
+    hi = end or (tr["closed_at"] if tr["status"] in ("closed", "cancelled") else None)
     span = db.execute(
         "SELECT count(*) AS n, min(time) AS a, max(time) AS b FROM fixes WHERE device_id = %s"
         " AND time >= %s AND (%s::timestamptz IS NULL OR time <= %s)",

@@ -39,6 +39,16 @@ def free_port() -> int:
 @pytest.fixture
 def api_url(settings: Settings) -> Iterator[str]:
     """A real API server (uvicorn in a subprocess) on a free loopback port."""
+    yield from _api_server()
+
+
+@pytest.fixture(scope="module")
+def api_module(settings: Settings) -> Iterator[str]:
+    """The same, shared by a module's tests."""
+    yield from _api_server()
+
+
+def _api_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "transit.cli", "api", "--host", "127.0.0.1", "--port", str(port)],

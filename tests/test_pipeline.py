@@ -91,7 +91,7 @@ def test_pipeline_runs_movement_and_battery_rules_on_a_transit_under_way() -> No
             topic, json.dumps({"v": 1, "seq": seq, "fixes": [fix], "battery_pct": battery}).encode()
         )
 
-    # Stopped on the route south of Tapah (no office or parking there) for 20 minutes, battery running out.
+    # Stopped south of Tapah (no office or parking there) for 20 minutes, battery running out.
     batch = [msg(i + 1, i * 60, 4.1412, 0.0, 40 - i * 2) for i in range(21)]
     kinds = [(a.type, a.action) for a in p.process(batch).alerts]
     assert (AlertType.UNAUTHORIZED_STOP, "open") in kinds

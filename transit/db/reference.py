@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 from transit.db.store import Conn
 from transit.geofence.corridor import Corridor, Office
 from transit.model import is_valid_mrn
@@ -63,7 +65,8 @@ def register_device(
 
 def device_ids(conn: Conn) -> list[str]:
     """Every registered device id."""
-    return [r[0] for r in conn.execute("SELECT device_id FROM devices ORDER BY 1").fetchall()]
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return [r[0] for r in cur.execute("SELECT device_id FROM devices ORDER BY 1").fetchall()]
 
 
 def declare_transit(

@@ -331,12 +331,11 @@ def corridor_rows(
     conn: Conn,
 ) -> list[tuple[str, str, float, dict[str, Any], list[str], dict[str, Any]]]:
     """Every corridor as stored: id, name, width, GeoJSON route, countries, properties."""
-    return [
-        (r[0], r[1], float(r[2]), r[3], list(r[4]), r[5])
-        for r in conn.execute(
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
             "SELECT id, name, width_m, route, countries, properties FROM corridors ORDER BY id"
         ).fetchall()
-    ]
+    return [(r[0], r[1], float(r[2]), r[3], list(r[4]), r[5]) for r in rows]
 
 
 def last_seen(conn: Conn, device_ids: list[str]) -> dict[str, datetime]:

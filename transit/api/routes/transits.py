@@ -379,6 +379,7 @@ def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> d
     with the reasons, unless the officer records a finding: then it closes with an
     incident. The seals are disarmed."""
     row = _load(db, mrn, who, lock=True)
+    _require_office(who, row["office_destination"], "close it")
     office = db.execute(
         "SELECT ref, name, country, roles, lon, lat, radius_m FROM offices WHERE ref = %s",
         (row["office_destination"],),
@@ -415,8 +416,16 @@ def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> d
     )
     state = State(row["status"])
     try:
-        if state is not State.ARRIVED and inside:
-            state = lifecycle.transition(state, Action.ARRIVE)  # the officer sees it there
+        if state is not State.ARRIVED and not inside and not body.finding:
+            raise Refused(
+                [
+                    f"the truck is not inside the geofence of {row['office_destination']}",
+                    f"the transit has not arrived (it is {state.value})",
+                ]
+            )
+        if state is not State.ARRIVED:
+            # The officer has the truck in front of them (or records why not).
+            state = lifecycle.transition(state, Action.ARRIVE)
             db.execute("UPDATE transits SET arrived_at = now() WHERE mrn = %s", (mrn,))
             _event(db, mrn, "arrived", who, {"office": row["office_destination"]})
         _, problems = lifecycle.close(state, facts)

@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from transit.api.routes import admin, alerts, health, metrics, registry, transits
@@ -39,4 +41,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     for r in (admin, registry, transits, alerts):
         app.include_router(r.router, prefix="/api/v1")
+
+    @app.exception_handler(psycopg.DataError)
+    def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Values the schema lets through but PostgreSQL cannot store (a NUL character in
+        # text): the request is at fault, and says which rule it broke.
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": f"a value cannot be stored: {exc}".strip(),
+                        "type": "value_error",
+                    }
+                ]
+            },
+        )
+
     return app

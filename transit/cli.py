@@ -124,11 +124,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     from transit.api.app import create_app
 
     s = get_settings()
+    tls: dict[str, Any] = {}
+    if s.api_tls_cert and s.api_tls_key:
+        tls = {"ssl_certfile": str(s.api_tls_cert), "ssl_keyfile": str(s.api_tls_key)}
     uvicorn.run(
         create_app(s),
         host=args.host or s.api_host,
         port=args.port or s.api_port,
         log_level="warning",
+        **tls,
     )
     return 0
 

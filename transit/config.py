@@ -33,8 +33,13 @@ class Settings(BaseSettings):
         default="",
         description="Provisioning secret: a device's MQTT password is derived from it.",
     )
+    mqtt_ca_file: Path | None = Field(
+        default=None, description="CA that signed the broker's certificate (mqtts:// URLs)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8470
+    api_tls_cert: Path | None = Field(default=None, description="serve HTTPS with this cert")
+    api_tls_key: Path | None = Field(default=None, description="and this private key")
     run_dir: Path = PROJECT_ROOT / ".run"
 
     @property
@@ -44,8 +49,13 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_port(self) -> int:
-        """Port part of the broker URL (1883 when absent)."""
-        return urlsplit(self.mqtt_url).port or 1883
+        """Port part of the broker URL (1883, or 8883 for mqtts, when absent)."""
+        return urlsplit(self.mqtt_url).port or (8883 if self.mqtt_tls else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        """Whether the broker is reached over TLS (an ``mqtts://`` URL)."""
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -29,6 +30,10 @@ def make_client(
         manual_ack=manual_ack,
     )
     client.username_pw_set(username, password)
+    if settings.mqtt_tls:
+        # Server certificate checked against the deployment's CA (or the system's).
+        ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+        client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     return client

@@ -12,6 +12,7 @@ import urllib.request
 
 import psycopg
 
+from transit import keys
 from transit.config import Settings
 
 
@@ -22,9 +23,21 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 def run_demo(settings: Settings, trucks: int, seed: int) -> int:
     """Start everything, print where to look and what is happening, stop on Ctrl-C."""
     base = f"http://{settings.api_host}:{settings.api_port}"
+    # Keys for this demo, one per role a person may try (stored hashed, as always).
+    with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+        demo_keys = {
+            "control room": keys.create(conn, "control_room", label="demo", actor="demo"),
+            "admin": keys.create(conn, "admin", label="demo", actor="demo"),
+            "officer THBKK001": keys.create(
+                conn, "officer", office="THBKK001", label="demo", actor="demo"
+            ),
+            "partner TH": keys.create(conn, "partner", country="TH", label="demo", actor="demo"),
+        }
+        conn.commit()
     commands = [
         ("api",),
         ("ingest",),
+        ("notify",),
         ("sim", "--trucks", str(trucks), "--seed", str(seed), "--provision"),
     ]
     procs = [_spawn(*c) for c in commands]
@@ -39,9 +52,10 @@ def run_demo(settings: Settings, trucks: int, seed: int) -> int:
     print(
         f"\ntransit demo: {trucks} simulated trucks on three ACTS corridors (SG, MY, TH, LA)\n"
         f"  API docs      {base}/docs\n"
-        f"  alerts        {base}/api/v1/alerts\n"
+        f"  alerts        {base}/api/v1/alerts   (header X-API-Key)\n"
         f"  health        {base}/health\n"
-        "Ctrl-C stops everything.\n",
+        + "".join(f"  key {role:<16} {key}\n" for role, key in demo_keys.items())
+        + "Ctrl-C stops everything.\n",
         flush=True,
     )
     try:
@@ -59,7 +73,11 @@ def run_demo(settings: Settings, trucks: int, seed: int) -> int:
                     row = conn.execute(
                         "SELECT (SELECT count(*) FROM fixes), (SELECT count(*) FROM alerts)"
                     ).fetchone()
-                with urllib.request.urlopen(f"{base}/api/v1/alerts?limit=1", timeout=3) as r:
+                req = urllib.request.Request(
+                    f"{base}/api/v1/alerts?limit=1",
+                    headers={"X-API-Key": demo_keys["control room"]},
+                )
+                with urllib.request.urlopen(req, timeout=3) as r:
                     newest = json.load(r)["items"]
                 latest = f"; newest alert: {newest[0]['type']} {newest[0]['mrn']}" if newest else ""
                 print(

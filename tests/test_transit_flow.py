@@ -334,3 +334,88 @@ def test_ingest_records_a_border_crossing_and_notifies_the_country_entered(
     ).fetchone()
     db.commit()
     assert kind == ("crossed",) and notice == ("TH", "crossing")
+
+
+def test_cancel_incident_and_track_downsampling(api_module, staff, db, close_transits) -> None:
+    api = api_module + "/api/v1"
+    tracker = f"FLOW3-{int(time.time())}"
+    call(
+        f"{api}/devices",
+        "POST",
+        staff["admin"],
+        {"device_id": tracker, "kind": "tracker", "signed": False},
+    )
+    mrn = make_mrn(26, "MY", f"CANC{int(time.time()) % 10**8:08d}")
+    close_transits.append(mrn)
+    decl = {
+        "mrn": mrn,
+        "tracker_id": tracker,
+        "seal_ids": [],
+        "corridor_id": "MY-TH-BKK",
+        "office_departure": "MYKUL001",
+        "office_destination": "THBKK001",
+        "countries": ["MY", "TH"],
+        "time_limit": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+    }
+    assert call(f"{api}/transits", "POST", staff["kul"], decl)[0] == 201
+    # An incident needs a transit under way; a declared one is refused, with the rule.
+    status, body = call(
+        f"{api}/transits/{mrn}/incidents", "POST", staff["kul"], {"code": 6, "description": "x"}
+    )
+    assert (
+        status == 409
+        and "cannot incident a transit that is declared" in body["detail"]["refused"][0]
+    )
+    status, body = call(
+        f"{api}/transits/{mrn}/incidents", "POST", staff["kul"], {"code": 9, "description": "x"}
+    )
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "code"]
+    # Under way, an incident is recorded with its NCTS text; the track is downsampled.
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    store.prepare_session(db)
+    store.write_batch(
+        db,
+        [
+            Fix(
+                device_id=tracker,
+                seq=i + 1,
+                idx=0,
+                time=t0 + timedelta(seconds=i),
+                lat=3.0 + i * 1e-5,
+                lon=101.5,
+            )
+            for i in range(3000)
+        ],
+        [],
+        [],
+        [],
+    )
+    db.execute(
+        "UPDATE transits SET status = 'in_transit', declared_at = %s WHERE mrn = %s", (t0, mrn)
+    )
+    db.commit()
+    status, body = call(
+        f"{api}/transits/{mrn}/incidents",
+        "POST",
+        staff["kul"],
+        {"code": 3, "description": "goods moved to truck B", "new_vehicle": "B 1234"},
+    )
+    assert (
+        status == 201
+        and body["incident"]["code_text"] == "goods transferred to another means of transport"
+    )
+    status, track = call(f"{api}/transits/{mrn}/track?points=100", "GET", staff["admin"])
+    props = track["features"][0]["properties"]
+    assert props["fixes"] == 3000 and props["bucket_s"] >= 29
+    assert 90 <= len(track["features"][0]["geometry"]["coordinates"]) <= 110
+    status, track = call(f"{api}/transits/{mrn}/track?points=5000", "GET", staff["admin"])
+    assert len(track["features"][0]["geometry"]["coordinates"]) == 3000
+    # Once it left, it cannot be cancelled; a declared one can.
+    status, body = call(f"{api}/transits/{mrn}/cancel", "POST", staff["kul"], {"reason": "x"})
+    assert status == 409
+    db.execute("UPDATE transits SET status = 'declared' WHERE mrn = %s", (mrn,))
+    db.commit()
+    status, body = call(
+        f"{api}/transits/{mrn}/cancel", "POST", staff["kul"], {"reason": "wrong truck"}
+    )
+    assert status == 200 and body["status"] == "cancelled"

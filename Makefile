@@ -4,12 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup geodata system venv services demo test check lint typecheck pytest stop status doctor clean
+.PHONY: setup geodata web system venv services demo test check lint typecheck pytest stop status doctor clean
 
-setup: system venv services geodata
+setup: system venv services geodata web
 
 geodata: venv
 	@bash scripts/setup-geodata.sh
+
+web:
+	@bash scripts/setup-web.sh
 
 system:
 	@bash scripts/setup-system.sh

@@ -84,6 +84,11 @@ class Fleet:
             c.publish(wire.topic_for(truck.device_id, "status"), wire.encode(online), 1, True)
             self.clients[truck.device_id] = c
 
+    def inject_breach(self, device_id: str) -> None:
+        """Cut a seal of one truck now (its report goes out at once)."""
+        truck = next(t for t in self.trucks if t.device_id == device_id)
+        self._publish(device_id, "seal", truck.breach(datetime.now(UTC)))
+
     def _publish(self, device_id: str, kind: str, model: wire.Uplink) -> None:
         info = self.clients[device_id].publish(
             wire.topic_for(device_id, kind), wire.encode(model), qos=1

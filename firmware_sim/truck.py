@@ -92,6 +92,10 @@ class Truck:
         """The seals report ``sealed`` at departure."""
         return [self._seal(sid, SealStatus.SEALED, t) for sid in self.seal_ids]
 
+    def breach(self, t: datetime, index: int = 0) -> SealV1:
+        """A seal cut now (an operator injecting an incident into a running fleet)."""
+        return self._seal(self.seal_ids[index % len(self.seal_ids)], SealStatus.TAMPERED, t)
+
     def _seal(self, seal_id: str, status: SealStatus, t: datetime) -> SealV1:
         self.counter[seal_id] += 1
         lon, lat, _ = self.position()

@@ -10,6 +10,8 @@ APT_PACKAGES=(
   postgresql-$PG_MAJOR-postgis-3
   mosquitto mosquitto-clients
   build-essential cmake dpkg-dev
+  # the control-room page is tested in a real browser (Playwright drives Debian's)
+  chromium
 )
 
 as_root() {

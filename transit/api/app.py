@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
-from transit.api.routes import admin, alerts, health, metrics, registry, transits
+from transit.api import live
+from transit.api.routes import admin, alerts, health, metrics, registry, transits, web
 from transit.config import Settings, get_settings
 
 
@@ -26,9 +27,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.settings = cfg
         app.state.log = logging.getLogger("transit.api")
+        app.state.live = live.Broadcaster(pool)
+        app.state.live.start()
         try:
             yield
         finally:
+            await app.state.live.stop()
             pool.close()
 
     app = FastAPI(
@@ -41,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     for r in (admin, registry, transits, alerts):
         app.include_router(r.router, prefix="/api/v1")
+    app.include_router(live.router)
+    app.include_router(web.router)
 
     @app.exception_handler(psycopg.DataError)
     def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:

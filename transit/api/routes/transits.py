@@ -7,12 +7,16 @@ whose itinerary includes its country, without the holder's contacts or guarantee
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from html import escape
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from transit import audit, lifecycle, webhooks
@@ -559,3 +563,118 @@ def get_track(
             }
         ],
     }
+
+
+def _track_rows(db: Db, tr: dict[str, Any]) -> list[dict[str, Any]]:
+    hi = tr["closed_at"] if tr["status"] in ("closed", "cancelled") else None
+    return list(
+        db.execute(
+            "SELECT time, lat, lon, speed_kmh, course_deg, hdop FROM fixes WHERE device_id = %s"
+            " AND time >= %s AND (%s::timestamptz IS NULL OR time <= %s) ORDER BY time",
+            (tr["tracker_id"], tr["declared_at"], hi, hi),
+        ).fetchall()
+    )
+
+
+@router.get("/transits/{mrn}/track.gpx", response_class=Response)
+def track_gpx(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> Response:
+    """The whole track as GPX 1.1 (one track, one segment, every fix with its time)."""
+    tr = _load(db, mrn, who)
+    pts = "".join(
+        f'<trkpt lat="{r["lat"]:.7f}" lon="{r["lon"]:.7f}"><time>'
+        f"{r['time'].astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}</time></trkpt>"
+        for r in _track_rows(db, tr)
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<gpx version="1.1" creator="transit" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><name>{escape(mrn)}</name><trkseg>{pts}</trkseg></trk></gpx>"
+    )
+    return Response(
+        body,
+        media_type="application/gpx+xml",
+        headers={"Content-Disposition": f'attachment; filename="{mrn}.gpx"'},
+    )
+
+
+@router.get("/transits/{mrn}/track.csv", response_class=Response)
+def track_csv(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> Response:
+    """The whole track as CSV: time, lat, lon, speed, course, HDOP."""
+    tr = _load(db, mrn, who)
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["time", "lat", "lon", "speed_kmh", "course_deg", "hdop"])
+    for r in _track_rows(db, tr):
+        w.writerow(
+            [r["time"].isoformat(), r["lat"], r["lon"], r["speed_kmh"], r["course_deg"], r["hdop"]]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{mrn}.csv"'},
+    )
+
+
+@router.get("/transits/{mrn}/report", response_class=HTMLResponse)
+def report(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> HTMLResponse:
+    """A one-page transit report an officer can print."""
+    tr = _load(db, mrn, who)
+    info = _public(tr, db, who)
+    events = db.execute(
+        "SELECT at, kind, actor, details FROM transit_events WHERE mrn = %s ORDER BY at, id",
+        (mrn,),
+    ).fetchall()
+    alerts = db.execute(
+        "SELECT type, severity, status, event_time, note FROM alerts WHERE mrn = %s"
+        " ORDER BY event_time",
+        (mrn,),
+    ).fetchall()
+    rows = _track_rows(db, tr)
+
+    def cell(v: Any) -> str:
+        return escape(str(_iso(v)) if v is not None else "")
+
+    facts = [
+        ("MRN", mrn),
+        ("Status", info["status"]),
+        ("Vehicle", info.get("vehicle")),
+        ("Tracker", tr["tracker_id"]),
+        ("Seals", ", ".join(tr["seal_ids"])),
+        ("Corridor", tr["corridor_id"]),
+        ("Departure", tr["office_departure"]),
+        ("Offices of transit", ", ".join(tr["offices_transit"])),
+        ("Destination / exit", tr["office_destination"]),
+        ("Countries", " > ".join(tr["countries"])),
+        ("Time limit", tr["time_limit"]),
+        ("Released", tr["released_at"]),
+        ("Arrived", tr["arrived_at"]),
+        ("Closed", tr["closed_at"]),
+        ("Fixes", len(rows)),
+    ]
+    html = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Transit {escape(mrn)}</title><style>",
+        "body{font:12px/1.4 sans-serif;margin:16mm}h1{font-size:18px}table{border-collapse:",
+        "collapse;width:100%;margin-bottom:10px}td,th{border:1px solid #999;padding:2px 4px;",
+        "text-align:left;vertical-align:top}th{background:#eee}@page{size:A4;margin:12mm}",
+        "@media print{body{margin:0}}</style></head><body>",
+        f"<h1>Transit report {escape(mrn)}</h1><table>",
+        *[f"<tr><th>{escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in facts],
+        "</table><h2>Timeline</h2><table><tr><th>Time</th><th>Event</th><th>By</th>",
+        "<th>Details</th></tr>",
+        *[
+            f"<tr><td>{cell(e['at'])}</td><td>{cell(e['kind'])}</td><td>{cell(e['actor'])}</td>"
+            f"<td>{escape(json.dumps(e['details'], default=str))}</td></tr>"
+            for e in events
+        ],
+        "</table><h2>Alerts</h2><table><tr><th>Time</th><th>Type</th><th>Severity</th>",
+        "<th>Status</th><th>Note</th></tr>",
+        *[
+            f"<tr><td>{cell(a['event_time'])}</td><td>{cell(a['type'])}</td>"
+            f"<td>{cell(a['severity'])}</td><td>{cell(a['status'])}</td><td>{cell(a['note'])}</td></tr>"
+            for a in alerts
+        ],
+        f"</table><p>Printed {escape(datetime.now(UTC).isoformat(timespec='seconds'))}",
+        f" by {escape(who.actor)}. Signature: ____________________</p></body></html>",
+    ]
+    return HTMLResponse("".join(html))

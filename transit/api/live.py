@@ -1,0 +1,312 @@
+"""The live feed: truck positions and alerts over a WebSocket (``/api/v1/live``).
+
+One broadcaster per API process reads the database for every client: twice a second
+the alerts raised or worked since its last look, once a second the newest fix and the
+state of every transit under way. Each client gets, at most once a second, the trucks
+that changed (coalesced per truck: one position each) inside the map view it declared,
+and the alerts as they come, scoped to what its key may see. A client that reconnects
+with ``since`` (the last alert id it had) gets the alerts it missed and a full snapshot.
+
+Frames (JSON):
+- ``{"type": "hello", "role": ..., "alert_id": N}`` once;
+- ``{"type": "trucks", "at": ISO, "full": bool, "items": [[mrn, device, lon, lat,
+  speed_kmh, state, corridor, countries], ...]}``;
+- ``{"type": "alert", "alert": {...}}`` for a new alert or a change to one.
+
+A client sends ``{"type": "view", "bbox": [west, south, east, north]}`` when its map
+moves; positions outside are not sent (the bandwidth per client is bounded by its view,
+and by ``MAX_TRUCKS_PER_FRAME``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool
+
+from transit.keys import Principal, lookup
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+SILENT_S = 120.0  # no fix for this long: the truck is drawn as silent
+STOP_KMH = 5.0
+MAX_TRUCKS_PER_FRAME = 20_000
+UNDER_WAY = ["released", "in_transit", "overdue", "arrived"]
+
+TRUCKS_SQL = """
+SELECT t.mrn, t.tracker_id, t.corridor_id, t.countries, t.office_departure,
+       t.office_destination, t.offices_transit, f.time, f.lon, f.lat, f.speed_kmh
+FROM transits t
+JOIN LATERAL (
+    SELECT time, lon, lat, speed_kmh FROM fixes
+    WHERE device_id = t.tracker_id AND time >= t.declared_at - interval '1 hour'
+    ORDER BY time DESC LIMIT 1
+) f ON true
+WHERE t.status = ANY(%s)
+"""
+
+OPEN_SQL = """
+SELECT mrn, array_agg(DISTINCT type) FROM alerts
+WHERE cleared_at IS NULL AND status <> 'resolved' AND mrn IS NOT NULL GROUP BY mrn
+"""
+
+ALERT_COLUMNS = (
+    "a.id, a.mrn, a.device_id, a.type, a.severity, a.status, a.event_time, a.raised_at,"
+    " a.lat, a.lon, a.details, a.cleared_at, a.acknowledged_at, a.acknowledged_by,"
+    " a.assignee, a.resolved_at, a.resolved_by, a.note,"
+    " t.countries, t.office_departure, t.office_destination, t.offices_transit"
+)
+
+
+def truck_state(speed: float | None, age_s: float, open_types: set[str]) -> str:
+    """How the map colours a truck."""
+    if age_s >= SILENT_S or "signal_lost" in open_types:
+        return "silent"
+    if "route_deviation" in open_types:
+        return "deviated"
+    if open_types:
+        return "alert"
+    if speed is not None and speed <= STOP_KMH:
+        return "stopped"
+    return "on_route"
+
+
+def may_see(who: Principal, countries: list[str], offices: set[str]) -> bool:
+    """Whether a key's holder may see a transit with this itinerary."""
+    if who.role == "partner":
+        return who.country in countries
+    if who.role == "officer":
+        return who.office in offices
+    return True
+
+
+def _json(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+@dataclass(eq=False)
+class Client:
+    who: Principal
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+    bbox: tuple[float, float, float, float] | None = None
+    sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # mrn -> last row sent
+
+    def in_view(self, lon: float, lat: float) -> bool:
+        if self.bbox is None:
+            return True
+        w, s, e, n = self.bbox
+        return s <= lat <= n and (w <= lon <= e if w <= e else lon >= w or lon <= e)
+
+    def offer(self, frame: dict[str, Any]) -> None:
+        """Queue a frame; a client too slow to take them loses the oldest position frames."""
+        text = json.dumps(frame, default=_json)
+        while True:
+            try:
+                self.queue.put_nowait(text)
+                return
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self.queue.get_nowait()
+
+
+class Broadcaster:
+    """Reads the database for all clients and fans the changes out."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.clients: set[Client] = set()
+        self.trucks: dict[str, tuple[Any, ...]] = {}  # mrn -> row for clients
+        self.scope: dict[str, tuple[list[str], set[str]]] = {}  # mrn -> countries, offices
+        self.alert_id = 0
+        self.alert_seen = datetime.now(UTC)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()
+            self.alert_id = int(row[0]) if row else 0
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        tick = 0
+        while True:
+            try:
+                alerts = await asyncio.to_thread(self._read_alerts)
+                for a in alerts:
+                    self._fan_alert(a)
+                if tick % 2 == 0 and self.clients:
+                    rows = await asyncio.to_thread(self._read_trucks)
+                    self._fan_trucks(rows)
+            except Exception:  # the feed outlives a database restart
+                log.exception("live feed: reading the database failed; retrying")
+                await asyncio.sleep(2)
+            tick += 1
+            await asyncio.sleep(0.5)
+
+    def _read_alerts(self, since_id: int | None = None) -> list[dict[str, Any]]:
+        """New alerts (id above the last seen) and alerts worked since the last look;
+        with ``since_id``, every alert after it (a client catching up)."""
+        now = datetime.now(UTC)
+        where = (
+            "a.id > %s"
+            if since_id is not None
+            else ("a.id > %s OR a.acknowledged_at > %s OR a.resolved_at > %s OR a.cleared_at > %s")
+        )
+        params: tuple[Any, ...] = (
+            (since_id,)
+            if since_id is not None
+            else (self.alert_id, self.alert_seen, self.alert_seen, self.alert_seen)
+        )
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN transits t ON t.mrn = a.mrn"
+                f" WHERE {where} ORDER BY a.id LIMIT 1000",
+                params,
+            )
+            rows = cur.fetchall()
+        if since_id is None:
+            self.alert_seen = now
+            if rows:
+                self.alert_id = max(self.alert_id, max(int(r["id"]) for r in rows))
+        return rows
+
+    def _read_trucks(self) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(TRUCKS_SQL, (UNDER_WAY,)).fetchall()
+            open_types = {r[0]: set(r[1]) for r in cur.execute(OPEN_SQL).fetchall()}
+            now = cur.execute("SELECT now()").fetchone()
+        at = now[0] if now else datetime.now(UTC)
+        out = []
+        for mrn, device, corridor, countries, dep, dest, via, t, lon, lat, speed in rows:
+            state = truck_state(speed, (at - t).total_seconds(), open_types.get(mrn, set()))
+            self.scope[mrn] = (list(countries), {dep, dest, *via})
+            out.append(
+                (
+                    mrn,
+                    device,
+                    round(lon, 5),
+                    round(lat, 5),
+                    None if speed is None else round(speed),
+                    state,
+                    corridor,
+                    list(countries),
+                )
+            )
+        return out
+
+    def _fan_alert(self, a: dict[str, Any]) -> None:
+        offices = {a.get("office_departure"), a.get("office_destination")}
+        offices |= set(a.get("offices_transit") or [])
+        countries = list(a.get("countries") or [])
+        public = {k: v for k, v in a.items() if k not in ("countries", "offices_transit")}
+        public.pop("office_departure", None)
+        public.pop("office_destination", None)
+        for c in list(self.clients):
+            if c.who.role != "partner" and may_see(c.who, countries, {o for o in offices if o}):
+                c.offer({"type": "alert", "alert": public})
+
+    def _fan_trucks(self, rows: list[tuple[Any, ...]]) -> None:
+        now = datetime.now(UTC).isoformat()
+        self.trucks = {r[0]: r for r in rows}
+        for c in list(self.clients):
+            self._send_trucks(c, rows, now, full=False)
+
+    def _send_trucks(self, c: Client, rows: list[tuple[Any, ...]], at: str, full: bool) -> None:
+        items = []
+        for r in rows:
+            countries, offices = self.scope.get(r[0], ([], set()))
+            if not may_see(c.who, countries, offices) or not c.in_view(r[2], r[3]):
+                continue
+            if not full and c.sent.get(r[0]) == r:
+                continue
+            c.sent[r[0]] = r
+            items.append(list(r))
+            if len(items) >= MAX_TRUCKS_PER_FRAME:
+                break
+        if items or full:
+            c.offer({"type": "trucks", "at": at, "full": full, "items": items})
+
+    async def serve(self, ws: WebSocket, who: Principal, since: int | None) -> None:
+        client = Client(who)
+        self.clients.add(client)
+        try:
+            client.offer({"type": "hello", "role": who.role, "alert_id": self.alert_id})
+            if since is not None and who.role != "partner":
+                for a in await asyncio.to_thread(self._read_alerts, since):
+                    self._fan_to(client, a)
+            rows = await asyncio.to_thread(self._read_trucks)
+            self._send_trucks(client, rows, datetime.now(UTC).isoformat(), full=True)
+            sender = asyncio.create_task(self._pump(ws, client))
+            try:
+                while True:
+                    msg = json.loads(await ws.receive_text())
+                    if msg.get("type") == "view":
+                        bbox = msg.get("bbox")
+                        if (
+                            isinstance(bbox, list)
+                            and len(bbox) == 4
+                            and all(isinstance(v, int | float) for v in bbox)
+                        ):
+                            client.bbox = (bbox[0], bbox[1], bbox[2], bbox[3])
+                            client.sent.clear()
+                            self._send_trucks(
+                                client,
+                                list(self.trucks.values()),
+                                datetime.now(UTC).isoformat(),
+                                full=True,
+                            )
+            finally:
+                sender.cancel()
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            pass
+        finally:
+            self.clients.discard(client)
+
+    def _fan_to(self, client: Client, a: dict[str, Any]) -> None:
+        clients = self.clients
+        self.clients = {client}
+        try:
+            self._fan_alert(a)
+        finally:
+            self.clients = clients
+
+    @staticmethod
+    async def _pump(ws: WebSocket, client: Client) -> None:
+        while True:
+            await ws.send_text(await client.queue.get())
+
+
+@router.websocket("/api/v1/live")
+async def live(ws: WebSocket) -> None:
+    """Positions and alerts, live. The key comes as ``?key=`` (a browser cannot set
+    headers on a WebSocket); ``?since=`` is the last alert id the client has."""
+    key = ws.query_params.get("key", "")
+    since_raw = ws.query_params.get("since")
+    pool = ws.app.state.pool
+    who = await asyncio.to_thread(_lookup, pool, key)
+    if who is None:
+        await ws.close(code=4401, reason="an API key is required (?key=)")
+        return
+    await ws.accept()
+    since = int(since_raw) if since_raw and since_raw.isdigit() else None
+    await ws.app.state.live.serve(ws, who, since)
+
+
+def _lookup(pool: ConnectionPool, key: str) -> Principal | None:
+    with pool.connection() as conn:
+        return lookup(conn, key) if key else None

@@ -117,6 +117,12 @@ def test_control_room_sees_trucks_move_and_works_a_seal_breach(stack, db, capsys
         with capsys.disabled():
             print(f"\nbrowser: seal breach shown in the panel {delay:.2f} s after it was sent")
         assert "seal tampered" in page.inner_text(item)
+        # Closer, to see the trucks on their corridor: the screenshot of the docs.
+        page.evaluate(
+            f"() => {{ const t = window.transitMap.trucks.get('{victim.mrn}');"
+            " window.transitMap.map.setView([t.lat, t.lon], 8); }"
+        )
+        page.wait_for_timeout(1_500)
         page.screenshot(path=str(SHOTS / "map-alert.png"))
 
         # The officer in the control room acknowledges it.

@@ -317,6 +317,13 @@ def cmd_bench_geofence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_map(args: argparse.Namespace) -> int:
+    from transit.bench.map import run
+
+    _print_figures(run(get_settings(), trucks=args.trucks), args.json)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_demo
 
@@ -505,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--points", type=int, default=500_000)
     bg.add_argument("--corridors", type=int, default=100)
     bg.set_defaults(func=cmd_bench_geofence)
+    bm = bench.add_parser("map", help="the control-room page drawing many trucks")
+    bm.add_argument("--json", action="store_true", help="print one JSON object")
+    bm.add_argument("--trucks", type=int, default=10_000)
+    bm.set_defaults(func=cmd_bench_map)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
     kc = keys.add_parser("create", help="make an API key and print it once")

@@ -51,6 +51,7 @@ def run_demo(settings: Settings, trucks: int, seed: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     print(
         f"\ntransit demo: {trucks} simulated trucks on three ACTS corridors (SG, MY, TH, LA)\n"
+        f"  control room  {base}/map   (sign in with the control room key below)\n"
         f"  API docs      {base}/docs\n"
         f"  alerts        {base}/api/v1/alerts   (header X-API-Key)\n"
         f"  health        {base}/health\n"

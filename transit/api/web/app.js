@@ -45,6 +45,7 @@
   // ---- the map and its basemap (country borders from the project's own dataset)
   const map = L.map('map', { preferCanvas: true, worldCopyJump: false }).setView([9.5, 102], 5);
   const canvas = L.canvas({ padding: 0.3 });
+  S.map = map;
   fetch('/web-data/borders.geojson').then((r) => r.json()).then((g) => {
     L.geoJSON(g, {
       renderer: canvas,
@@ -71,7 +72,11 @@
     onAdd(m) {
       this._c = L.DomUtil.create('canvas', 'leaflet-zoom-hide');
       this._c.style.pointerEvents = 'none';
-      m.getPane('overlayPane').appendChild(this._c);
+      // Its own pane above the vector layers (borders, corridors, offices).
+      const pane = m.getPane('trucks') || m.createPane('trucks');
+      pane.style.zIndex = 450;
+      pane.style.pointerEvents = 'none';
+      pane.appendChild(this._c);
       m.on('move zoomend resize viewreset', this.schedule, this);
       this.schedule();
     },

@@ -1,9 +1,14 @@
 """The ingest pipeline's pure part: signatures, unknown devices, dead letters."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
+from transit.db.store import ActiveTransit
 from transit.devices import payload as wire
+from transit.geofence.corridor import acts_network, load_geojson
+from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.model import AlertType
 
 KEY = b"device-key-000000000000000000000"
 TOPIC = "transit/v1/devices/SIGNED1/telemetry"
@@ -97,3 +102,80 @@ def test_pipeline_runs_movement_and_battery_rules_on_a_transit_under_way() -> No
     assert (AlertType.UNAUTHORIZED_STOP, "open") in kinds
     assert (AlertType.LOW_BATTERY, "open") in kinds
     assert AlertType.ROUTE_DEVIATION not in {k for k, _ in kinds}
+
+
+def _lifecycle_pipeline(status: str, time_limit=None):
+    from transit.geofence.borders import default_path, load
+
+    corridors, offices = load_geojson(acts_network())
+    p = Pipeline(GeofenceEngine(corridors, offices, load(default_path())))
+    p.devices = {"TRKL": None}
+    mrn = "26MYS001T0000003A2"
+    p.set_transits(
+        {
+            "TRKL": ActiveTransit(
+                mrn,
+                "TRKL",
+                "MY-TH-BKK",
+                (),
+                ("MY", "TH"),
+                ("MYKUL001", "MYBKH001", "THBKK001"),
+                time_limit,
+                {},
+                status,
+            )
+        },
+        set(),
+    )
+    return p
+
+
+def _fixes(points, t0, speed=40.0):
+    return [
+        RawMessage(
+            "transit/v1/devices/TRKL/telemetry",
+            json.dumps(
+                {
+                    "v": 1,
+                    "seq": i + 1,
+                    "fixes": [
+                        {
+                            "t": (t0 + timedelta(seconds=10 * i)).isoformat(),
+                            "lat": lat,
+                            "lon": lon,
+                            "speed_kmh": speed,
+                        }
+                    ],
+                }
+            ).encode(),
+        )
+        for i, (lon, lat) in enumerate(points)
+    ]
+
+
+def test_ingest_finds_departure_and_arrival() -> None:
+    p = _lifecycle_pipeline("released")
+    t0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    # Still inside the departure office's zone: nothing; then out on the road.
+    out = p.process(_fixes([(101.6869, 3.1390)], t0), now=t0)
+    assert out.lifecycle == []
+    out = p.process(_fixes([(101.6500, 3.2000)], t0 + timedelta(minutes=1)), now=t0)
+    assert [e.action for e in out.lifecycle] == ["depart"]
+    assert p.transits["TRKL"].status == "in_transit"
+    # Stopped at the office of destination (in Thailand, so a border was crossed too).
+    out = p.process(_fixes([(100.5018, 13.7563)], t0 + timedelta(hours=9), speed=0.0), now=t0)
+    assert [e.action for e in out.lifecycle] == ["cross", "arrive"]
+    assert (out.lifecycle[0].details["from"], out.lifecycle[0].details["to"]) == ("MY", "TH")
+    assert out.lifecycle[1].details["office"] == "THBKK001"
+    assert p.transits["TRKL"].status == "arrived"
+
+
+def test_the_watchdog_makes_a_late_transit_overdue_with_an_enquiry() -> None:
+    t0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    p = _lifecycle_pipeline("in_transit", time_limit=t0)
+    changes: list = []
+    alerts = p.tick(t0 + timedelta(minutes=1), changes)
+    assert [a.type for a in alerts] == [AlertType.OVERDUE]
+    assert [c.action for c in changes] == ["overdue"]
+    assert p.transits["TRKL"].status == "overdue"
+    assert p.tick(t0 + timedelta(minutes=2), changes) == [] and len(changes) == 1

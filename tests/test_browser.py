@@ -42,10 +42,12 @@ def start_api(port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def stack(settings, db, ingest, close_transits):
-    """Six trucks reporting every second on the three corridors, and the API."""
+def stack(request, settings, db, ingest, close_transits):
+    """Six trucks reporting every second on the three corridors, and the API. Each
+    test has its own trucks and transits (a seed from its name)."""
     network = acts_network()
-    plans = fleet_plan(network, 6, seed=404, traffic=False)
+    seed = 400 + sum(request.node.name.encode()) % 500
+    plans = fleet_plan(network, 6, seed=seed, traffic=False)
     close_transits.extend(p.mrn for p in plans)
     import_geojson(db, network)
     db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
@@ -172,15 +174,15 @@ def test_the_page_reconnects_and_catches_up_on_missed_alerts(stack, db) -> None:
         victim = plans[4]
         stack["fleet"].inject_breach(victim.device_id)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        n = 0
+        while time.monotonic() < deadline and not n:
             n = db.execute(
                 "SELECT count(*) FROM alerts WHERE mrn = %s AND type = 'seal_tampered'",
                 (victim.mrn,),
             ).fetchone()[0]
             db.commit()
-            if n:
-                break
             time.sleep(0.2)
+        assert n == 1, "ingest did not raise the seal alert"
         assert page.query_selector(f"#alerts li[data-mrn='{victim.mrn}']") is None
         # The API comes back on the same address: the page reconnects by itself and
         # gets the alert it missed.

@@ -173,9 +173,11 @@ class Broadcaster:
             else (self.alert_id, self.alert_seen, self.alert_seen, self.alert_seen)
         )
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            # The newest 1000 at most, oldest first.
             cur.execute(
-                f"SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN transits t ON t.mrn = a.mrn"
-                f" WHERE {where} ORDER BY a.id LIMIT 1000",
+                f"SELECT * FROM (SELECT {ALERT_COLUMNS} FROM alerts a"
+                f" LEFT JOIN transits t ON t.mrn = a.mrn WHERE {where}"
+                " ORDER BY a.id DESC LIMIT 1000) x ORDER BY id",
                 params,
             )
             rows = cur.fetchall()

@@ -111,9 +111,22 @@ def _report(db, tracker: str, seals: list[str], lon: float, lat: float, status=S
     db.commit()
 
 
-def test_declare_release_notify_close(api_module, staff, settings, db, close_transits) -> None:
+@pytest.fixture
+def receiver(db):
+    """The partner's endpoint; its registrations and notices go with it."""
+    r = Receiver(fail=1)
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+    db.rollback()
+    db.execute("DELETE FROM partner_endpoints WHERE url = %s", (r.url,))
+    db.commit()
+
+
+def test_declare_release_notify_close(
+    api_module, staff, settings, db, close_transits, receiver
+) -> None:
     api = api_module + "/api/v1"
-    receiver = Receiver(fail=1)
     for cc in ("MY", "TH"):
         status, _ = call(
             f"{api}/partners/{cc}", "PUT", staff["admin"], {"url": receiver.url, "secret": SECRET}
@@ -326,6 +339,7 @@ def test_ingest_records_a_border_crossing_and_notifies_the_country_entered(
         " VALUES ('TH', 'http://127.0.0.1:9/x', 'k') ON CONFLICT (country) DO NOTHING"
     )
     assert store.apply_lifecycle(db, crossings) == 1
+    db.execute("DELETE FROM partner_endpoints WHERE url = 'http://127.0.0.1:9/x'")
     kind = db.execute(
         "SELECT kind FROM transit_events WHERE mrn = %s ORDER BY id DESC LIMIT 1", (mrn,)
     ).fetchone()

@@ -179,3 +179,20 @@ def test_the_watchdog_makes_a_late_transit_overdue_with_an_enquiry() -> None:
     assert [c.action for c in changes] == ["overdue"]
     assert p.transits["TRKL"].status == "overdue"
     assert p.tick(t0 + timedelta(minutes=2), changes) == [] and len(changes) == 1
+
+
+def test_a_restarted_worker_keeps_open_conditions_open() -> None:
+    t0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    p = _lifecycle_pipeline("in_transit")
+    mrn = "26MYS001T0000003A2"
+    key = t0.isoformat()
+    # The database says the silence since t0 has an open alert: no second one.
+    p.set_transits(dict(p.transits), {(mrn, AlertType.SIGNAL_LOST.value, key)})
+    p.rules.clear()
+    p.set_transits(dict(p.transits), {(mrn, AlertType.SIGNAL_LOST.value, key)})
+    p.last_received = {"TRKL": t0}
+    assert p.tick(t0 + timedelta(minutes=10)) == []
+    # Without it in the database, the watchdog raises it.
+    fresh = _lifecycle_pipeline("in_transit")
+    fresh.last_received = {"TRKL": t0}
+    assert [a.type for a in fresh.tick(t0 + timedelta(minutes=10))] == [AlertType.SIGNAL_LOST]

@@ -21,6 +21,7 @@ from transit.rules.batch import TransitRules, observe_batch
 from transit.rules.deviation import DeviationRule, DeviationState
 from transit.rules.movement import (
     FixView,
+    MovementState,
     Thresholds,
     TransitContext,
     observe_battery,
@@ -105,6 +106,7 @@ class Pipeline:
         self.last_received: dict[str, datetime] = {}
         self.thresholds = Thresholds()
         self._open_alerts: set[tuple[str, str, str]] = set()
+        self._held: dict[str, set[tuple[str, str]]] = {}  # open conditions by MRN
 
     def set_transits(
         self, transits: dict[str, ActiveTransit], open_alerts: set[tuple[str, str, str]]
@@ -112,6 +114,10 @@ class Pipeline:
         """Replace the transits under way; rule state is kept for those that remain."""
         self.transits = transits
         self._open_alerts = open_alerts
+        self._held = {}
+        for mrn, kind, key in open_alerts:
+            if kind != AlertType.ROUTE_DEVIATION.value:
+                self._held.setdefault(mrn, set()).add((kind, key))
         live = {t.mrn for t in transits.values()}
         self.rules = {m: r for m, r in self.rules.items() if m in live}
         for t in transits.values():
@@ -132,11 +138,15 @@ class Pipeline:
             th, rule = self.thresholds, self.rule
         is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in self._open_alerts
         ids = self.engine.country_ids(t.countries) if self.engine else set()
+        # Conditions whose alert is open in the database stay open here (a restarted
+        # worker neither raises them again nor forgets to clear them).
+        held = set(self._held.get(t.mrn, ()))
         return TransitRules(
             ctx=self._context(t),
             thresholds=th,
             rule=rule,
             deviation=DeviationState(alert_open=is_open),
+            movement=MovementState(open_keys=held),
             country_ids=frozenset(ids),
         )
 

@@ -1,12 +1,13 @@
-"""Request-scoped dependencies: a pooled connection per request."""
+"""Request-scoped dependencies and the small helpers every router shares."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from psycopg.rows import dict_row
 
 
@@ -18,3 +19,18 @@ def connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 
 Db = Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+def iso(v: Any) -> Any:
+    """A value as JSON shows it (datetimes in ISO 8601)."""
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON shows it."""
+    return {k: iso(v) for k, v in row.items()}
+
+
+def field_error(field: str, msg: str) -> HTTPException:
+    """A 422 in FastAPI's own shape, naming the body field and the problem."""
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])

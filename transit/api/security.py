@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
+from transit.api.deps import Db
 from transit.keys import Principal, lookup
 
 ADMIN, OFFICER, CONTROL, PARTNER = "admin", "officer", "control_room", "partner"
@@ -59,13 +60,16 @@ api_key_header = APIKeyHeader(
 )
 
 
-def principal(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-    """The caller, from the ``X-API-Key`` header, allowed on this route by the table."""
+def principal(
+    request: Request, db: Db, key: Annotated[str | None, Depends(api_key_header)]
+) -> Principal:
+    """The caller, from the ``X-API-Key`` header, allowed on this route by the table.
+
+    The key is looked up on the request's own connection (FastAPI gives the route the
+    same one): one connection per request."""
     if not key:
         raise HTTPException(401, detail="an API key is required (header X-API-Key)")
-    pool = request.app.state.pool
-    with pool.connection() as conn:
-        who = lookup(conn, key)
+    who = lookup(db, key)
     if who is None:
         raise HTTPException(401, detail="the API key is unknown or revoked")
     allowed = PERMISSIONS.get((request.method, route_template(request)), frozenset())

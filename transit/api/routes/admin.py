@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from transit import audit
-from transit.api.deps import Db
+from transit.api.deps import Db, as_json
 from transit.api.security import Caller
 
 router = APIRouter(tags=["admin"])
-
-
-def _iso(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime) else v
 
 
 class PartnerIn(BaseModel):
@@ -39,7 +34,7 @@ def list_partners(db: Db, who: Caller) -> dict[str, Any]:
         " (WHERE o.delivered_at IS NULL) AS pending FROM partner_endpoints p"
         " LEFT JOIN webhook_outbox o ON o.country = p.country GROUP BY p.country ORDER BY 1"
     ).fetchall()
-    return {"items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+    return {"items": [as_json(r) for r in rows]}
 
 
 @router.put("/partners/{country}")
@@ -75,5 +70,5 @@ def get_audit(
         "problems": verdict.problems,
         "rows": verdict.rows,
         "head": f"{verdict.head_id}:{verdict.head_hash}" if verdict.head_id else None,
-        "items": [{k: _iso(v) for k, v in r.items()} for r in rows],
+        "items": [as_json(r) for r in rows],
     }

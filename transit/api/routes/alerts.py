@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from transit import audit
-from transit.api.deps import Db
+from transit.api.deps import Db, as_json
 from transit.api.security import Caller
 from transit.keys import Principal
 from transit.model import AlertType, Severity
@@ -31,10 +30,6 @@ class AssignIn(BaseModel):
 class ResolveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=4000, description="What was found and done")
-
-
-def _json(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
 def _scope(who: Principal) -> tuple[str | None, str | None]:
@@ -67,7 +62,7 @@ def list_alerts(
         + [office] * 4
         + [limit],
     ).fetchall()
-    items = [_json(r) for r in rows]
+    items = [as_json(r) for r in rows]
     return {"count": len(items), "items": items}
 
 
@@ -96,7 +91,7 @@ def _act(
     audit.append(db, who.actor, f"alert.{what}", f"alert:{alert_id}", details)
     out = db.execute(f"SELECT {COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,)).fetchone()
     db.commit()
-    return _json(out) if out else {}
+    return as_json(out) if out else {}
 
 
 @router.post("/alerts/{alert_id}/acknowledge")

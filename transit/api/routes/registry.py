@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from transit import audit, provision
-from transit.api.deps import Db
+from transit.api.deps import Db, as_json, field_error
 from transit.api.security import Caller
 from transit.db import reference, store
 from transit.geofence.corridor import Corridor, Office, load_geojson
@@ -19,10 +18,6 @@ from transit.model import OFFICE_REF
 
 router = APIRouter(tags=["reference"])
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-
-
-def _iso(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime) else v
 
 
 class DeviceIn(BaseModel):
@@ -77,22 +72,15 @@ def list_devices(db: Db, who: Caller) -> dict[str, Any]:
         "SELECT device_id, kind, hmac_key IS NOT NULL AS signed, registered_at, last_seen,"
         " battery_pct, key_rotated_at FROM devices ORDER BY device_id"
     ).fetchall()
-    return {"count": len(rows), "items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+    return {"count": len(rows), "items": [as_json(r) for r in rows]}
 
 
 @router.post("/devices", status_code=201)
 def register_device(db: Db, who: Caller, body: DeviceIn, request: Request) -> dict[str, Any]:
     """Register a device; a signed one gets its HMAC key, shown this once."""
     if db.execute("SELECT 1 FROM devices WHERE device_id = %s", (body.device_id,)).fetchone():
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["body", "device_id"],
-                    "msg": f"{body.device_id} is registered already (rotate its key instead)",
-                    "type": "value_error",
-                }
-            ],
+        raise field_error(
+            "device_id", f"{body.device_id} is registered already (rotate its key instead)"
         )
     key = secrets.token_bytes(32) if body.signed else None
     reference.register_device(db, body.device_id, body.kind, key)
@@ -125,7 +113,7 @@ def list_seals(db: Db, who: Caller) -> dict[str, Any]:
         "SELECT seal_id, manufacturer, serial, tracker_id, status, armed, registered_at"
         " FROM seals ORDER BY seal_id"
     ).fetchall()
-    return {"count": len(rows), "items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+    return {"count": len(rows), "items": [as_json(r) for r in rows]}
 
 
 @router.post("/seals", status_code=201)
@@ -137,16 +125,7 @@ def register_seal(db: Db, who: Caller, body: SealIn) -> dict[str, Any]:
             "SELECT 1 FROM devices WHERE device_id = %s", (body.tracker_id,)
         ).fetchone()
     ):
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["body", "tracker_id"],
-                    "msg": f"no device {body.tracker_id}",
-                    "type": "value_error",
-                }
-            ],
-        )
+        raise field_error("tracker_id", f"no device {body.tracker_id}")
     db.execute(
         "INSERT INTO seals (seal_id, manufacturer, serial, tracker_id) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (seal_id) DO UPDATE SET manufacturer = EXCLUDED.manufacturer,"
@@ -223,9 +202,7 @@ def import_corridors(db: Db, who: Caller, body: FeatureCollection) -> dict[str, 
         for c in corridors:
             rules_config(dict(c.properties.get("thresholds") or {}))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise HTTPException(
-            422, detail=[{"loc": ["body", "features"], "msg": str(exc), "type": "value_error"}]
-        ) from None
+        raise field_error("features", str(exc)) from None
     counts = provision.import_geojson(db, doc)
     audit.append(
         db, who.actor, "geo.import", "corridors", {"corridors": counts[0], "offices": counts[1]}

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from transit import audit, lifecycle, webhooks
-from transit.api.deps import Db
+from transit.api.deps import Db, as_json, field_error, iso
 from transit.api.security import Caller
 from transit.geofence.corridor import Office
 from transit.ingest.pipeline import rules_config
@@ -129,14 +129,6 @@ class CancelIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-def _iso(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime) else v
-
-
-def _field_error(field: str, msg: str) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
-
-
 def _refused(exc: Refused) -> HTTPException:
     return HTTPException(409, detail={"refused": exc.reasons})
 
@@ -177,28 +169,41 @@ def _event(db: Db, mrn: str, kind: str, who: Principal | str, details: dict[str,
     audit.append(db, actor, f"transit.{kind}", mrn, details)
 
 
-def _public(row: dict[str, Any], db: Db, who: Principal) -> dict[str, Any]:
-    out = {k: _iso(v) for k, v in row.items() if k != "details"}
-    out["mrn"] = row["mrn"]
-    details = row.get("details") or {}
-    last = db.execute(
-        "SELECT time, lat, lon, speed_kmh FROM fixes WHERE device_id = %s"
-        " AND time >= %s ORDER BY time DESC LIMIT 1",
-        (row["tracker_id"], row["declared_at"]),
-    ).fetchone()
-    out["last_fix"] = {k: _iso(v) for k, v in last.items()} if last else None
+# A transit with its newest fix and its count of open alerts, in one query for one
+# transit or a list of them.
+VIEW_SQL = """
+SELECT t.*, f.time AS fix_time, f.lat AS fix_lat, f.lon AS fix_lon,
+       f.speed_kmh AS fix_speed_kmh,
+       (SELECT count(*) FROM alerts a WHERE a.mrn = t.mrn AND a.status <> 'resolved'
+        AND a.cleared_at IS NULL) AS open_alerts
+FROM transits t
+LEFT JOIN LATERAL (
+    SELECT time, lat, lon, speed_kmh FROM fixes
+    WHERE device_id = t.tracker_id AND time >= t.declared_at ORDER BY time DESC LIMIT 1
+) f ON true
+"""
+
+
+def _public(row: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """A row of ``VIEW_SQL`` as the caller may see it."""
+    fix = {k[4:]: iso(row.pop(k)) for k in ("fix_time", "fix_lat", "fix_lon", "fix_speed_kmh")}
+    details = row.pop("details", None) or {}
+    out = as_json(row)
+    out["last_fix"] = fix if fix["time"] is not None else None
     if who.role == "partner":
         return {k: out.get(k) for k in PARTNER_FIELDS}
     out["driver"] = details.get("driver")
     out["guarantee"] = details.get("guarantee")
     out["thresholds"] = details.get("thresholds")
-    n = db.execute(
-        "SELECT count(*) AS n FROM alerts WHERE mrn = %s AND status <> 'resolved'"
-        " AND cleared_at IS NULL",
-        (row["mrn"],),
-    ).fetchone()
-    out["open_alerts"] = n["n"] if n else 0
     return out
+
+
+def _view(db: Db, mrn: str, who: Principal) -> dict[str, Any]:
+    """One transit as the caller may see it (404 when it may not)."""
+    row = db.execute(VIEW_SQL + " WHERE t.mrn = %s", (mrn,)).fetchone()
+    if row is None or not _visible(row, who):
+        raise HTTPException(404, detail=f"no transit with MRN {mrn}")
+    return _public(dict(row), who)
 
 
 @router.post("/transits", status_code=201)
@@ -218,22 +223,22 @@ def declare(db: Db, who: Caller, body: TransitIn) -> dict[str, Any]:
         *[("offices_transit", r) for r in body.offices_transit],
     ]:
         if ref not in found:
-            raise _field_error(name, f"no office {ref}")
+            raise field_error(name, f"no office {ref}")
         if "parking" in found[ref]["roles"]:
-            raise _field_error(name, f"{ref} is a parking zone, not a customs office")
+            raise field_error(name, f"{ref} is a parking zone, not a customs office")
     if not db.execute("SELECT 1 FROM corridors WHERE id = %s", (body.corridor_id,)).fetchone():
-        raise _field_error("corridor_id", f"no corridor {body.corridor_id}")
+        raise field_error("corridor_id", f"no corridor {body.corridor_id}")
     dev = db.execute("SELECT kind FROM devices WHERE device_id = %s", (body.tracker_id,)).fetchone()
     if dev is None or dev["kind"] != "tracker":
-        raise _field_error("tracker_id", f"{body.tracker_id} is not a registered tracker")
+        raise field_error("tracker_id", f"{body.tracker_id} is not a registered tracker")
     if len(set(body.seal_ids)) != len(body.seal_ids):
-        raise _field_error("seal_ids", "a seal is declared twice")
+        raise field_error("seal_ids", "a seal is declared twice")
     busy = db.execute(
         "SELECT mrn FROM transits WHERE tracker_id = %s AND status = ANY(%s)",
         (body.tracker_id, [s.value for s in lifecycle.UNDER_WAY] + ["declared"]),
     ).fetchone()
     if busy:
-        raise _field_error("tracker_id", f"{body.tracker_id} is on transit {busy['mrn']}")
+        raise field_error("tracker_id", f"{body.tracker_id} is on transit {busy['mrn']}")
     details = {
         "driver": body.driver.model_dump() if body.driver else None,
         "guarantee": body.guarantee.model_dump() if body.guarantee else None,
@@ -261,10 +266,10 @@ def declare(db: Db, who: Caller, body: TransitIn) -> dict[str, Any]:
         )
     except psycopg.errors.UniqueViolation:
         db.rollback()
-        raise _field_error("mrn", f"a transit with MRN {body.mrn} exists already") from None
+        raise field_error("mrn", f"a transit with MRN {body.mrn} exists already") from None
     _event(db, body.mrn, "declared", who, {"office": body.office_departure})
     db.commit()
-    return _public(_load(db, body.mrn, who), db, who)
+    return _view(db, body.mrn, who)
 
 
 @router.get("/transits")
@@ -277,12 +282,12 @@ def list_transits(
 ) -> dict[str, Any]:
     """Transits the caller may see, newest first."""
     rows = db.execute(
-        "SELECT * FROM transits WHERE (%s::text IS NULL OR status = %s)"
-        " AND (%s::text IS NULL OR %s = ANY(countries))"
-        " AND (%s::text IS NULL OR %s = ANY(countries))"
-        " AND (%s::text IS NULL OR %s = office_departure OR %s = office_destination"
-        "      OR %s = ANY(offices_transit))"
-        " ORDER BY declared_at DESC LIMIT %s",
+        VIEW_SQL + " WHERE (%s::text IS NULL OR t.status = %s)"
+        " AND (%s::text IS NULL OR %s = ANY(t.countries))"
+        " AND (%s::text IS NULL OR %s = ANY(t.countries))"
+        " AND (%s::text IS NULL OR %s = t.office_departure OR %s = t.office_destination"
+        "      OR %s = ANY(t.offices_transit))"
+        " ORDER BY t.declared_at DESC LIMIT %s",
         (
             status,
             status,
@@ -297,14 +302,14 @@ def list_transits(
             limit,
         ),
     ).fetchall()
-    items = [_public(dict(r), db, who) for r in rows]
+    items = [_public(dict(r), who) for r in rows]
     return {"count": len(items), "items": items}
 
 
 @router.get("/transits/{mrn}")
 def get_transit(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[str, Any]:
     """A transit: its declaration, status, last position and open alerts."""
-    return _public(_load(db, mrn, who), db, who)
+    return _view(db, mrn, who)
 
 
 @router.get("/transits/{mrn}/events")
@@ -315,7 +320,7 @@ def transit_events(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[st
         "SELECT at, kind, actor, details FROM transit_events WHERE mrn = %s ORDER BY at, id",
         (mrn,),
     ).fetchall()
-    return {"mrn": mrn, "items": [{k: _iso(v) for k, v in r.items()} for r in rows]}
+    return {"mrn": mrn, "items": [as_json(r) for r in rows]}
 
 
 def _seal_facts(db: Db, row: dict[str, Any]) -> list[SealFact]:
@@ -369,11 +374,11 @@ def release(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> dict[str, Any]
         "offices_transit": row["offices_transit"],
         "office_destination": row["office_destination"],
         "countries": row["countries"],
-        "time_limit": _iso(row["time_limit"]),
+        "time_limit": iso(row["time_limit"]),
     }
     webhooks.enqueue(db, "anticipated_arrival", mrn, list(row["countries"]), notice)
     db.commit()
-    return _public(_load(db, mrn, who), db, who)
+    return _view(db, mrn, who)
 
 
 @router.post("/transits/{mrn}/close")
@@ -468,7 +473,7 @@ def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> d
         },
     )
     db.commit()
-    return _public(_load(db, mrn, who), db, who)
+    return _view(db, mrn, who)
 
 
 @router.post("/transits/{mrn}/cancel")
@@ -484,7 +489,7 @@ def cancel(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CancelIn) ->
     db.execute("UPDATE transits SET status = 'cancelled', closed_at = now() WHERE mrn = %s", (mrn,))
     _event(db, mrn, "cancelled", who, {"reason": body.reason})
     db.commit()
-    return _public(_load(db, mrn, who), db, who)
+    return _view(db, mrn, who)
 
 
 @router.post("/transits/{mrn}/incidents", status_code=201)
@@ -619,7 +624,7 @@ def track_csv(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> Response:
 def report(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> HTMLResponse:
     """A one-page transit report an officer can print."""
     tr = _load(db, mrn, who)
-    info = _public(tr, db, who)
+    info = _view(db, mrn, who)
     events = db.execute(
         "SELECT at, kind, actor, details FROM transit_events WHERE mrn = %s ORDER BY at, id",
         (mrn,),
@@ -632,7 +637,7 @@ def report(db: Db, who: Caller, mrn: Annotated[str, MrnPath]) -> HTMLResponse:
     rows = _track_rows(db, tr)
 
     def cell(v: Any) -> str:
-        return escape(str(_iso(v)) if v is not None else "")
+        return escape(str(iso(v)) if v is not None else "")
 
     facts = [
         ("MRN", mrn),

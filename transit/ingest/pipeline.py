@@ -6,6 +6,7 @@ it returns. That keeps it testable without a broker or a database.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -105,19 +106,17 @@ class Pipeline:
         self.rules: dict[str, TransitRules] = {}  # by MRN
         self.last_received: dict[str, datetime] = {}
         self.thresholds = Thresholds()
-        self._open_alerts: set[tuple[str, str, str]] = set()
-        self._held: dict[str, set[tuple[str, str]]] = {}  # open conditions by MRN
+        # Conditions whose alert is open in the database, by MRN: (type, key).
+        self._held: dict[str, set[tuple[str, str]]] = {}
 
     def set_transits(
         self, transits: dict[str, ActiveTransit], open_alerts: set[tuple[str, str, str]]
     ) -> None:
         """Replace the transits under way; rule state is kept for those that remain."""
         self.transits = transits
-        self._open_alerts = open_alerts
         self._held = {}
         for mrn, kind, key in open_alerts:
-            if kind != AlertType.ROUTE_DEVIATION.value:
-                self._held.setdefault(mrn, set()).add((kind, key))
+            self._held.setdefault(mrn, set()).add((kind, key))
         live = {t.mrn for t in transits.values()}
         self.rules = {m: r for m, r in self.rules.items() if m in live}
         for t in transits.values():
@@ -136,11 +135,13 @@ class Pipeline:
         except ValueError as exc:  # stored before the API checked them: defaults, loudly
             log.warning("transit %s: %s; default thresholds used", t.mrn, exc)
             th, rule = self.thresholds, self.rule
-        is_open = (t.mrn, AlertType.ROUTE_DEVIATION.value, "") in self._open_alerts
         ids = self.engine.country_ids(t.countries) if self.engine else set()
-        # Conditions whose alert is open in the database stay open here (a restarted
-        # worker neither raises them again nor forgets to clear them).
+        # Conditions open in the database stay open here (a restarted worker neither
+        # raises them again nor forgets to clear them). Route deviation keeps its own.
         held = set(self._held.get(t.mrn, ()))
+        deviation = (AlertType.ROUTE_DEVIATION.value, "")
+        is_open = deviation in held
+        held.discard(deviation)
         return TransitRules(
             ctx=self._context(t),
             thresholds=th,
@@ -249,8 +250,8 @@ class Pipeline:
         )
         times = [f.time for f in mine]
         seconds = np.fromiter((t.timestamp() for t in times), np.float64, n)
-        devices = [f.device_id for f in mine]
-        starts = [0] + [i for i in range(1, n) if devices[i] != devices[i - 1]]
+        devices = np.asarray([f.device_id for f in mine], dtype=object)
+        starts = [0, *(np.flatnonzero(devices[1:] != devices[:-1]) + 1).tolist()]
         transits = [self.transits[devices[s]] for s in starts]
         corridor = np.repeat(
             self.engine.indices([t.corridor_id for t in transits]),
@@ -301,33 +302,32 @@ class Pipeline:
         ):
             out.append(LifecycleEvent(t.mrn, "depart", times[e - 1], {"office": t.offices[0]}))
             status = "in_transit"
-        prev_c = last.country if last else None
-        prev_t = last.time if last else None
+        # Crossings: the changes of known country among the fixes newer than the last
+        # one seen (a batch is in time order), looked at only where they happen.
         codes = checked.country_codes
-        for i in range(s, e):
-            if prev_t is not None and times[i] <= prev_t:
-                continue
-            k = int(checked.country_id[i])
-            c = codes[k] if k >= 0 else None
-            if c is not None and prev_c is not None and c != prev_c:
-                office = next((o for o in t.offices[1:] if o.startswith(c)), None)
-                out.append(
-                    LifecycleEvent(
-                        t.mrn,
-                        "cross",
-                        times[i],
-                        {
-                            "from": prev_c,
-                            "to": c,
-                            "office": office,
-                            "lat": round(float(lats[i]), 6),
-                            "lon": round(float(lons[i]), 6),
-                        },
-                    )
+        first = s if last is None else bisect.bisect_right(times, last.time, s, e)
+        known = first + np.flatnonzero(checked.country_id[first:e] >= 0)
+        ids = checked.country_id[known]
+        before = np.r_[
+            codes.index(last.country) if last and last.country in codes else -1, ids[:-1]
+        ]
+        for j in np.flatnonzero((ids != before) & (before >= 0)).tolist():
+            i, c = int(known[j]), codes[int(ids[j])]
+            office = next((o for o in t.offices[1:] if o.startswith(c)), None)
+            out.append(
+                LifecycleEvent(
+                    t.mrn,
+                    "cross",
+                    times[i],
+                    {
+                        "from": codes[int(before[j])],
+                        "to": c,
+                        "office": office,
+                        "lat": round(float(lats[i]), 6),
+                        "lon": round(float(lons[i]), 6),
+                    },
                 )
-            if c is not None:
-                prev_c = c
-            prev_t = times[i]
+            )
         if status in ("released", "in_transit", "overdue"):
             dest = t.offices[-1]
             zones = checked.zone_id[s:e]

@@ -211,14 +211,15 @@ class Broadcaster:
             )
         return out
 
-    def _fan_alert(self, a: dict[str, Any]) -> None:
+    def _fan_alert(self, a: dict[str, Any], clients: list[Client] | None = None) -> None:
+        """Send an alert to the clients (all, or these) whose key may see it."""
         offices = {a.get("office_departure"), a.get("office_destination")}
         offices |= set(a.get("offices_transit") or [])
         countries = list(a.get("countries") or [])
         public = {k: v for k, v in a.items() if k not in ("countries", "offices_transit")}
         public.pop("office_departure", None)
         public.pop("office_destination", None)
-        for c in list(self.clients):
+        for c in list(self.clients) if clients is None else clients:
             if c.who.role != "partner" and may_see(c.who, countries, {o for o in offices if o}):
                 c.offer({"type": "alert", "alert": public})
 
@@ -250,8 +251,9 @@ class Broadcaster:
             client.offer({"type": "hello", "role": who.role, "alert_id": self.alert_id})
             if since is not None and who.role != "partner":
                 for a in await asyncio.to_thread(self._read_alerts, since):
-                    self._fan_to(client, a)
-            rows = await asyncio.to_thread(self._read_trucks)
+                    self._fan_alert(a, [client])
+            # The broadcaster's latest look, or a first one when nobody was watching.
+            rows = list(self.trucks.values()) or await asyncio.to_thread(self._read_trucks)
             self._send_trucks(client, rows, datetime.now(UTC).isoformat(), full=True)
             sender = asyncio.create_task(self._pump(ws, client))
             try:
@@ -278,14 +280,8 @@ class Broadcaster:
             pass
         finally:
             self.clients.discard(client)
-
-    def _fan_to(self, client: Client, a: dict[str, Any]) -> None:
-        clients = self.clients
-        self.clients = {client}
-        try:
-            self._fan_alert(a)
-        finally:
-            self.clients = clients
+            if not self.clients:
+                self.trucks = {}  # no longer kept up to date: not a snapshot to give out
 
     @staticmethod
     async def _pump(ws: WebSocket, client: Client) -> None:

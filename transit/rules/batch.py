@@ -123,38 +123,24 @@ def observe_batch(
         k = int(np.argmax(window)) if value else int(np.argmin(window))
         return pos + k if window[k] == value else end
 
-    # What a quiet stretch leaves in the state: its first and last fixes.
-    s_l, e_l = starts.tolist(), (ends - 1).tolist()
+    b = _Batch(checked, lons, lats, speeds, seconds, times)
+    # What a quiet transit leaves in the state: its last fix; and where it starts.
+    last_views = b.views(ends - 1)
+    s_l, e_l = starts.tolist(), ends.tolist()
     first_lat, first_lon = lats[starts].tolist(), lons[starts].tolist()
     first_s = seconds[starts].tolist()
-    last_lat, last_lon, last_sp = (
-        lats[ends - 1].tolist(),
-        lons[ends - 1].tolist(),
-        speeds[ends - 1].tolist(),
-    )
-    codes, refs = [*checked.country_codes, None], [*checked.zone_refs, None]
-    last_c = [codes[k] for k in checked.country_id[ends - 1].tolist()]
-    last_z = [refs[k] for k in checked.zone_id[ends - 1].tolist()]
 
     events: list[AlertEvent] = []
     for g, t in enumerate(transits):
         dev, mov = t.deviation, t.movement
-        s, e = s_l[g], e_l[g] + 1
+        s, e = s_l[g], e_l[g]
         # The movement rules.
         if (
             not flagged[g]
             and mov.stopped_since is None
             and (mov.last is None or _follows(mov.last, first_lat[g], first_lon[g], first_s[g], t))
         ):
-            sp = last_sp[g]
-            mov.last = FixView(
-                times[e - 1],
-                last_lat[g],
-                last_lon[g],
-                None if sp != sp else sp,
-                last_c[g],
-                last_z[g],
-            )
+            mov.last = last_views[g]
         else:
             pos = s
             while pos < e:
@@ -167,12 +153,12 @@ def observe_batch(
                         or _follows(mov.last, lats[pos], lons[pos], seconds[pos], t)
                     )
                 ):
-                    _skip(checked, lons, lats, speeds, times, pos, nb, t)
+                    mov.last = b.views(np.array([nb - 1]))[0]  # a quiet stretch: no alert
                     pos = nb
                     continue
                 # Fix by fix: a busy run whole, else one fix (the state may settle).
                 run_end = next_in(False, pos, e) if nb == pos else pos + 1
-                events += _movement(checked, lons, lats, speeds, times, pos, run_end, t)
+                events += observe_fixes(t.thresholds, mov, t.ctx, b.views(np.arange(pos, run_end)))
                 pos = run_end
         # The route-deviation rule.
         last = times[e - 1]
@@ -191,113 +177,93 @@ def observe_batch(
                 inside=checked.inside[s:e].tolist(),
                 lats=lats[s:e].tolist(),
                 lons=lons[s:e].tolist(),
-                distance_m=lambda i, s=s: float(checked.distance_of(np.array([s + i]))[0]),  # type: ignore[misc]
+                distance_m=lambda i, s=s: b.distance(s + i),  # type: ignore[misc]
             )
         else:
-            events += _deviation_runs(checked, lons, lats, seconds, times, s, e, t)
+            events += b.deviation_runs(s, e, t)
     return events
 
 
-def _deviation_runs(
-    checked: Checked,
-    lons: NDArray[np.float64],
-    lats: NDArray[np.float64],
-    seconds: NDArray[np.float64],
-    times: Sequence[datetime],
-    s: int,
-    e: int,
-    t: TransitRules,
-) -> list[AlertEvent]:
-    """The deviation rule over fixes in strict time order, a run of fixes inside or
-    outside at a time: the same decisions as fix by fix (tested), found by search."""
-    dev, rule = t.deviation, t.rule
-    inside = checked.inside[s:e]
-    secs = seconds[s:e]
-    cuts = [0, *(np.flatnonzero(inside[1:] != inside[:-1]) + 1).tolist(), e - s]
-    out: list[AlertEvent] = []
+@dataclass(frozen=True)
+class _Batch:
+    """The arrays of one batch, and what the rules' slow paths take from them."""
 
-    def first_after(a: int, b: int, since: datetime, wait: float) -> int:
-        """The first fix of [a, b) at least ``wait`` seconds after ``since``."""
-        i = a + int(np.searchsorted(secs[a:b], since.timestamp() + wait - 0.001))
-        while i < b and (times[s + i] - since).total_seconds() < wait:
-            i += 1
-        return i
+    checked: Checked
+    lons: NDArray[np.float64]
+    lats: NDArray[np.float64]
+    speeds: NDArray[np.float64]
+    seconds: NDArray[np.float64]
+    times: Sequence[datetime]
 
-    for a, b in itertools.pairwise(cuts):
-        if inside[a]:
-            dev.outside_since = None
-            if dev.inside_since is None:
-                dev.inside_since = times[s + a]
-            if dev.alert_open:
-                i = first_after(a, b, dev.inside_since, rule.clear_s)
-                if i < b:
-                    dev.alert_open = False
-                    out.append(
-                        _deviation_event(rule, "clear", checked, lats, lons, times, s + i, t)
-                    )
-        else:
-            dev.inside_since = None
-            if dev.outside_since is None:
-                dev.outside_since = times[s + a]
-            if not dev.alert_open:
-                i = first_after(a, b, dev.outside_since, rule.debounce_s)
-                if i < b:
-                    dev.alert_open = True
-                    outside_s = (times[s + i] - dev.outside_since).total_seconds()
-                    out.append(
-                        _deviation_event(
-                            rule, "open", checked, lats, lons, times, s + i, t, outside_s
-                        )
-                    )
-    dev.last_time = times[e - 1]
-    return out
+    def views(self, idx: NDArray[np.int64]) -> list[FixView]:
+        """The fixes at these indices as the movement rules see them."""
+        c = self.checked
+        codes, refs = [*c.country_codes, None], [*c.zone_refs, None]
+        country = [codes[k] for k in c.country_id[idx].tolist()]
+        zone = [refs[k] for k in c.zone_id[idx].tolist()]
+        la, lo, sp = self.lats[idx].tolist(), self.lons[idx].tolist(), self.speeds[idx].tolist()
+        return [
+            FixView(
+                self.times[i], la[j], lo[j], None if sp[j] != sp[j] else sp[j], country[j], zone[j]
+            )
+            for j, i in enumerate(idx.tolist())
+        ]
 
+    def distance(self, i: int) -> float:
+        """Metres from fix ``i`` to its corridor's route (asked only for an alert)."""
+        return float(self.checked.distance_of(np.array([i]))[0])
 
-def _deviation_event(
-    rule: DeviationRule,
-    action: str,
-    checked: Checked,
-    lats: NDArray[np.float64],
-    lons: NDArray[np.float64],
-    times: Sequence[datetime],
-    i: int,
-    t: TransitRules,
-    outside_s: float | None = None,
-) -> AlertEvent:
-    return rule._event(
-        action,
-        t.ctx.mrn,
-        t.ctx.device_id,
-        times[i],
-        float(lats[i]),
-        float(lons[i]),
-        lambda: float(checked.distance_of(np.array([i]))[0]),
-        outside_s,
-    )
+    def deviation_runs(self, s: int, e: int, t: TransitRules) -> list[AlertEvent]:
+        """The deviation rule over fixes ``[s, e)`` in strict time order, a run of fixes
+        inside or outside at a time: the same decisions as fix by fix (tested), found
+        by search."""
+        dev, rule, times = t.deviation, t.rule, self.times
+        inside = self.checked.inside[s:e]
+        secs = self.seconds[s:e]
+        cuts = [0, *(np.flatnonzero(inside[1:] != inside[:-1]) + 1).tolist(), e - s]
+        out: list[AlertEvent] = []
 
+        def first_after(a: int, b: int, since: datetime, wait: float) -> int:
+            """The first fix of [a, b) at least ``wait`` seconds after ``since``."""
+            i = a + int(np.searchsorted(secs[a:b], since.timestamp() + wait - 0.001))
+            while i < b and (times[s + i] - since).total_seconds() < wait:
+                i += 1
+            return i
 
-def _skip(
-    checked: Checked,
-    lons: NDArray[np.float64],
-    lats: NDArray[np.float64],
-    speeds: NDArray[np.float64],
-    times: Sequence[datetime],
-    s: int,
-    e: int,
-    t: TransitRules,
-) -> None:
-    """Move the movement state over a quiet stretch ``[s, e)``: it can raise nothing."""
-    last = times[e - 1]
-    cc, zz = int(checked.country_id[e - 1]), int(checked.zone_id[e - 1])
-    sp = float(speeds[e - 1])
-    t.movement.last = FixView(
-        last,
-        float(lats[e - 1]),
-        float(lons[e - 1]),
-        None if np.isnan(sp) else sp,
-        checked.country_codes[cc] if cc >= 0 else None,
-        checked.zone_refs[zz] if zz >= 0 else None,
-    )
+        def event(action: str, i: int, outside_s: float | None = None) -> AlertEvent:
+            return rule._event(
+                action,
+                t.ctx.mrn,
+                t.ctx.device_id,
+                times[i],
+                float(self.lats[i]),
+                float(self.lons[i]),
+                lambda: self.distance(i),
+                outside_s,
+            )
+
+        for a, b in itertools.pairwise(cuts):
+            if inside[a]:
+                dev.outside_since = None
+                if dev.inside_since is None:
+                    dev.inside_since = times[s + a]
+                if dev.alert_open:
+                    i = first_after(a, b, dev.inside_since, rule.clear_s)
+                    if i < b:
+                        dev.alert_open = False
+                        out.append(event("clear", s + i))
+            else:
+                dev.inside_since = None
+                if dev.outside_since is None:
+                    dev.outside_since = times[s + a]
+                if not dev.alert_open:
+                    i = first_after(a, b, dev.outside_since, rule.debounce_s)
+                    if i < b:
+                        dev.alert_open = True
+                        outside_s = (times[s + i] - dev.outside_since).total_seconds()
+                        out.append(event("open", s + i, outside_s))
+        dev.last_time = times[e - 1]
+        return out
 
 
 def _follows(last: FixView, lat: float, lon: float, at_s: float, t: TransitRules) -> bool:
@@ -309,26 +275,3 @@ def _follows(last: FixView, lat: float, lon: float, at_s: float, t: TransitRules
     cos = max(0.1, math.cos(math.radians(last.lat)))
     apart = max(abs(lat - last.lat), abs(lon - last.lon) * cos) * M_PER_DEG
     return apart < th.jump_min_m / 1.5
-
-
-def _movement(
-    checked: Checked,
-    lons: NDArray[np.float64],
-    lats: NDArray[np.float64],
-    speeds: NDArray[np.float64],
-    times: Sequence[datetime],
-    s: int,
-    e: int,
-    t: TransitRules,
-) -> list[AlertEvent]:
-    """The movement rules over fixes ``[s, e)`` of one transit, fix by fix."""
-    sl = slice(s, e)
-    codes, refs = [*checked.country_codes, None], [*checked.zone_refs, None]
-    country = [codes[k] for k in checked.country_id[sl].tolist()]
-    zone = [refs[k] for k in checked.zone_id[sl].tolist()]
-    la, lo, sp = lats[sl].tolist(), lons[sl].tolist(), speeds[sl].tolist()
-    views = [
-        FixView(times[s + i], la[i], lo[i], None if sp[i] != sp[i] else sp[i], country[i], zone[i])
-        for i in range(e - s)
-    ]
-    return observe_fixes(t.thresholds, t.movement, t.ctx, views)

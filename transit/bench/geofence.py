@@ -39,7 +39,7 @@ from transit.geofence.engine import GeofenceEngine
 from transit.rules.batch import TransitRules, observe_batch
 from transit.rules.movement import TransitContext
 
-REPEATS = 3
+REPEATS = 5
 
 
 def make_corridors(count: int, seed: int) -> list[Corridor]:

@@ -107,3 +107,22 @@ def admin_key(settings: Settings) -> str:
         key = keys.create(conn, "admin", label="tests")
         conn.commit()
     return key
+
+
+def put_under_way(db, settings: Settings, plans: list[Any], forget_fixes: bool = False) -> None:
+    """Declare the plans' transits under way, fresh: the network imported, alerts of an
+    earlier run deleted, the trackers registered with the broker and not counted as
+    heard (they are about to talk)."""
+    from transit.geofence.corridor import acts_network
+    from transit.provision import import_geojson, provision_fleet, sync_broker
+
+    devices = [p.device_id for p in plans]
+    import_geojson(db, acts_network())
+    db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
+    if forget_fixes:
+        db.execute("DELETE FROM fixes WHERE device_id = ANY(%s)", (devices,))
+    db.execute("UPDATE devices SET last_seen = NULL WHERE device_id = ANY(%s)", (devices,))
+    db.commit()
+    provision_fleet(db, plans)
+    sync_broker(db, settings)
+    time.sleep(0.5)

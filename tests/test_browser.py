@@ -14,10 +14,9 @@ from playwright.sync_api import Page, sync_playwright
 
 from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import fleet_plan
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, put_under_way
 from transit import keys
 from transit.geofence.corridor import acts_network
-from transit.provision import import_geojson, provision_fleet, sync_broker
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / ".run" / "screenshots"
@@ -49,19 +48,10 @@ def stack(request, settings, db, ingest, close_transits):
     seed = 400 + sum(request.node.name.encode()) % 500
     plans = fleet_plan(network, 6, seed=seed, traffic=False)
     close_transits.extend(p.mrn for p in plans)
-    import_geojson(db, network)
-    db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
-    db.execute(
-        "UPDATE devices SET last_seen = NULL WHERE device_id = ANY(%s)",
-        ([p.device_id for p in plans],),
-    )
-    db.commit()
-    provision_fleet(db, plans)
-    sync_broker(db, settings)
+    put_under_way(db, settings, plans)
     with psycopg.connect(settings.database_url) as conn:
         key = keys.create(conn, "control_room", label="browser test")
         conn.commit()
-    time.sleep(0.5)
     fleet = Fleet(settings, [p.truck(i, 1.0) for i, p in enumerate(plans)], realtime=True)
     fleet.connect()
     stop = threading.Event()

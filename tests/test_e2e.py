@@ -11,6 +11,7 @@ import pytest
 from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import fleet_plan
 from firmware_sim.truck import Incident
+from tests.conftest import put_under_way
 from transit.geofence.corridor import acts_network
 from transit.provision import import_geojson, provision_fleet, sync_broker
 
@@ -42,18 +43,7 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
     # order, a reboot with its backlog uploaded later. Still exactly one row per fix.
     plans[5].incidents += [Incident("duplicate", 0), Incident("reorder", 50, 60)]
     plans[6].incidents += [Incident("reboot", 40, 50)]
-    import_geojson(db, network)
-    db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
-    db.execute("DELETE FROM fixes WHERE device_id = ANY(%s)", ([p.device_id for p in plans],))
-    # Heard long ago in an earlier run: not silent now, since they are about to talk.
-    db.execute(
-        "UPDATE devices SET last_seen = NULL WHERE device_id = ANY(%s)",
-        ([p.device_id for p in plans],),
-    )
-    db.commit()
-    provision_fleet(db, plans)
-    sync_broker(db, settings)
-    time.sleep(0.5)
+    put_under_way(db, settings, plans, forget_fixes=True)
 
     fleet = Fleet(settings, [p.truck(i) for i, p in enumerate(plans)], realtime=False)
     fleet.connect()

@@ -111,6 +111,30 @@ def _report(db, tracker: str, seals: list[str], lon: float, lat: float, status=S
     db.commit()
 
 
+def new_declaration(
+    api: str, admin: str, prefix: str, close_transits: list[str], seals: int = 0
+) -> dict:
+    """A tracker registered through the API and a declaration for it (KUL to BKK),
+    with a fresh MRN that the test's teardown closes."""
+    tracker = f"{prefix}-{int(time.time())}"
+    status, body = call(
+        f"{api}/devices", "POST", admin, {"device_id": tracker, "kind": "tracker", "signed": False}
+    )
+    assert status == 201, body
+    mrn = make_mrn(26, "MY", f"{prefix[:4]}{int(time.time()) % 10**8:08d}")
+    close_transits.append(mrn)
+    return {
+        "mrn": mrn,
+        "tracker_id": tracker,
+        "seal_ids": [f"{tracker}-S{k + 1}" for k in range(seals)],
+        "corridor_id": "MY-TH-BKK",
+        "office_departure": "MYKUL001",
+        "office_destination": "THBKK001",
+        "countries": ["MY", "TH"],
+        "time_limit": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+    }
+
+
 @pytest.fixture
 def receiver(db):
     """The partner's endpoint; its registrations and notices go with it."""
@@ -132,28 +156,11 @@ def test_declare_release_notify_close(
             f"{api}/partners/{cc}", "PUT", staff["admin"], {"url": receiver.url, "secret": SECRET}
         )
         assert status == 200
-    tracker = f"FLOW-{int(time.time())}"
-    status, body = call(
-        f"{api}/devices",
-        "POST",
-        staff["admin"],
-        {"device_id": tracker, "kind": "tracker", "signed": False},
-    )
-    assert status == 201, body
-    mrn = make_mrn(26, "MY", f"FLOW{int(time.time()) % 10**8:08d}")
-    close_transits.append(mrn)
-    decl = {
-        "mrn": mrn[:-1] + str((int(mrn[-1]) + 1) % 10),
-        "tracker_id": tracker,
-        "seal_ids": [f"{tracker}-S1", f"{tracker}-S2"],
-        "corridor_id": "MY-TH-BKK",
-        "office_departure": "MYKUL001",
-        "offices_transit": ["MYBKH001", "THSDO001"],
-        "office_destination": "THBKK001",
-        "countries": ["MY", "TH"],
-        "time_limit": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-        "driver": {"name": "Driver One", "phone": "+60 12 000"},
-    }
+    decl = new_declaration(api, staff["admin"], "FLOW", close_transits, seals=2)
+    tracker, mrn = decl["tracker_id"], decl["mrn"]
+    decl["offices_transit"] = ["MYBKH001", "THSDO001"]
+    decl["driver"] = {"name": "Driver One", "phone": "+60 12 000"}
+    decl["mrn"] = mrn[:-1] + str((int(mrn[-1]) + 1) % 10)
     # A wrong check digit is refused, naming the field and the problem.
     status, body = call(f"{api}/transits", "POST", staff["kul"], decl)
     assert status == 422
@@ -221,31 +228,9 @@ def test_declare_release_notify_close(
 
 def test_close_with_a_finding_records_an_incident(api_module, staff, db, close_transits) -> None:
     api = api_module + "/api/v1"
-    tracker = f"FLOW2-{int(time.time())}"
-    call(
-        f"{api}/devices",
-        "POST",
-        staff["admin"],
-        {"device_id": tracker, "kind": "tracker", "signed": False},
-    )
-    mrn = make_mrn(26, "MY", f"FIND{int(time.time()) % 10**8:08d}")
-    close_transits.append(mrn)
-    seals = [f"{tracker}-S1"]
-    status, _ = call(
-        f"{api}/transits",
-        "POST",
-        staff["admin"],
-        {
-            "mrn": mrn,
-            "tracker_id": tracker,
-            "seal_ids": seals,
-            "corridor_id": "MY-TH-BKK",
-            "office_departure": "MYKUL001",
-            "office_destination": "THBKK001",
-            "countries": ["MY", "TH"],
-            "time_limit": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-        },
-    )
+    decl = new_declaration(api, staff["admin"], "FIND", close_transits, seals=1)
+    tracker, mrn, seals = decl["tracker_id"], decl["mrn"], decl["seal_ids"]
+    status, _ = call(f"{api}/transits", "POST", staff["admin"], decl)
     assert status == 201
     _report(db, tracker, seals, 101.6869, 3.139)
     assert call(f"{api}/transits/{mrn}/release", "POST", staff["admin"])[0] == 200
@@ -352,25 +337,8 @@ def test_ingest_records_a_border_crossing_and_notifies_the_country_entered(
 
 def test_cancel_incident_and_track_downsampling(api_module, staff, db, close_transits) -> None:
     api = api_module + "/api/v1"
-    tracker = f"FLOW3-{int(time.time())}"
-    call(
-        f"{api}/devices",
-        "POST",
-        staff["admin"],
-        {"device_id": tracker, "kind": "tracker", "signed": False},
-    )
-    mrn = make_mrn(26, "MY", f"CANC{int(time.time()) % 10**8:08d}")
-    close_transits.append(mrn)
-    decl = {
-        "mrn": mrn,
-        "tracker_id": tracker,
-        "seal_ids": [],
-        "corridor_id": "MY-TH-BKK",
-        "office_departure": "MYKUL001",
-        "office_destination": "THBKK001",
-        "countries": ["MY", "TH"],
-        "time_limit": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-    }
+    decl = new_declaration(api, staff["admin"], "CANC", close_transits)
+    tracker, mrn = decl["tracker_id"], decl["mrn"]
     assert call(f"{api}/transits", "POST", staff["kul"], decl)[0] == 201
     # An incident needs a transit under way; a declared one is refused, with the rule.
     status, body = call(

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg.rows import tuple_row
 
 log = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
@@ -53,18 +54,15 @@ def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit:
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``: several senders share the work."""
     delivered = 0
-    with conn.transaction():
-        rows = conn.execute(
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
             "SELECT o.id, o.event, o.payload, o.attempts, p.url, p.secret FROM webhook_outbox o"
             " JOIN partner_endpoints p ON p.country = o.country"
             " WHERE o.delivered_at IS NULL AND o.next_at <= now()"
             " ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED",
             (limit,),
         ).fetchall()
-        for row in rows:
-            oid, event, payload, attempts, url, secret = (
-                row.values() if isinstance(row, dict) else row
-            )
+        for oid, event, payload, attempts, url, secret in rows:
             body = json.dumps(payload, sort_keys=True).encode()
             error = None
             try:

@@ -80,6 +80,45 @@ class TransitContext:
     parkings: frozenset[str] = frozenset()  # parking zones where a stop is permitted
 
 
+def _condition(
+    state: MovementState,
+    ctx: TransitContext,
+    kind: AlertType,
+    severity: Severity,
+    action: str,
+    time: datetime,
+    key: str = "",
+    details: dict[str, object] | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+) -> AlertEvent | None:
+    """Open or clear one condition, once: an open condition does not open again (a GPS
+    jump already open takes the later fix as evidence), a closed one does not clear."""
+    held = (kind.value, key) in state.open_keys
+    if action == "open":
+        if held:
+            if kind is not AlertType.GPS_JUMP:
+                return None
+            action = "evidence"  # a further jumped fix: attached to the open alert
+        state.open_keys.add((kind.value, key))
+    else:
+        if not held:
+            return None
+        state.open_keys.discard((kind.value, key))
+    return AlertEvent(
+        mrn=ctx.mrn,
+        device_id=ctx.device_id,
+        type=kind,
+        severity=severity,
+        action=action,
+        time=time,
+        lat=lat,
+        lon=lon,
+        key=key,
+        details=details or {},
+    )
+
+
 def observe_fix(
     th: Thresholds, state: MovementState, ctx: TransitContext, fix: FixView
 ) -> list[AlertEvent]:
@@ -92,30 +131,9 @@ def observe_fix(
     def event(
         kind: AlertType, sev: Severity, action: str, key: str = "", **details: object
     ) -> None:
-        if action == "open":
-            if (kind.value, key) in state.open_keys:
-                if kind is not AlertType.GPS_JUMP:
-                    return
-                action = "evidence"  # a further jumped fix: attached to the open alert
-            state.open_keys.add((kind.value, key))
-        else:
-            if (kind.value, key) not in state.open_keys:
-                return
-            state.open_keys.discard((kind.value, key))
-        out.append(
-            AlertEvent(
-                mrn=ctx.mrn,
-                device_id=ctx.device_id,
-                type=kind,
-                severity=sev,
-                action=action,
-                time=fix.time,
-                lat=fix.lat,
-                lon=fix.lon,
-                key=key,
-                details=details,
-            )
-        )
+        ev = _condition(state, ctx, kind, sev, action, fix.time, key, details, fix.lat, fix.lon)
+        if ev is not None:
+            out.append(ev)
 
     if last is not None:
         gap = (fix.time - last.time).total_seconds()
@@ -231,28 +249,17 @@ def observe_battery(
 ) -> list[AlertEvent]:
     """A tracker's or seal's battery report: low under the threshold, cleared when
     charged again (hysteresis of 5 points)."""
-    key = device
-    is_open = (AlertType.LOW_BATTERY.value, key) in state.open_keys
-    if battery_pct < th.low_battery_pct and not is_open:
-        state.open_keys.add((AlertType.LOW_BATTERY.value, key))
+    if battery_pct < th.low_battery_pct:
         action = "open"
-    elif battery_pct >= th.low_battery_pct + 5 and is_open:
-        state.open_keys.discard((AlertType.LOW_BATTERY.value, key))
+    elif battery_pct >= th.low_battery_pct + 5:
         action = "clear"
     else:
         return []
-    return [
-        AlertEvent(
-            mrn=ctx.mrn,
-            device_id=ctx.device_id,
-            type=AlertType.LOW_BATTERY,
-            severity=Severity.MEDIUM,
-            action=action,
-            time=time,
-            key=key,
-            details={"device": device, "battery_pct": battery_pct},
-        )
-    ]
+    details: dict[str, object] = {"device": device, "battery_pct": battery_pct}
+    ev = _condition(
+        state, ctx, AlertType.LOW_BATTERY, Severity.MEDIUM, action, time, device, details
+    )
+    return [ev] if ev is not None else []
 
 
 def watchdog(
@@ -274,19 +281,7 @@ def watchdog(
         found.append((AlertType.OVERDUE, "", {"time_limit": time_limit.isoformat()}))
     out = []
     for kind, key, details in found:
-        if (kind.value, key) in state.open_keys:
-            continue
-        state.open_keys.add((kind.value, key))
-        out.append(
-            AlertEvent(
-                mrn=ctx.mrn,
-                device_id=ctx.device_id,
-                type=kind,
-                severity=Severity.HIGH,
-                action="open",
-                time=now,
-                key=key,
-                details=details,
-            )
-        )
+        ev = _condition(state, ctx, kind, Severity.HIGH, "open", now, key, details)
+        if ev is not None:
+            out.append(ev)
     return out

@@ -133,3 +133,21 @@ def test_incident_codes_are_the_ncts_list() -> None:
     assert incident_code(2) == "seals broken or tampered with"
     with pytest.raises(ValueError, match="incident code must be 1 to 6, not 7"):
         incident_code(7)
+
+
+def test_an_officer_with_the_truck_in_front_of_them_makes_it_arrive() -> None:
+    from transit.lifecycle import arrival_at_closing
+
+    assert arrival_at_closing(State.ARRIVED, _facts(inside_office=False)) is State.ARRIVED
+    assert arrival_at_closing(State.IN_TRANSIT, _facts()) is State.ARRIVED
+    assert arrival_at_closing(State.OVERDUE, _facts(inside_office=False, finding="x")) is (
+        State.ARRIVED
+    )
+    with pytest.raises(Refused) as exc:
+        arrival_at_closing(State.IN_TRANSIT, _facts(inside_office=False))
+    assert exc.value.reasons == [
+        "the truck is not inside the geofence of THBKK001",
+        "the transit has not arrived (it is in_transit)",
+    ]
+    with pytest.raises(Refused, match="cannot arrive a transit that is declared"):
+        arrival_at_closing(State.DECLARED, _facts())

@@ -135,6 +135,22 @@ def release(state: State, facts: ReleaseFacts) -> State:
     return target
 
 
+def arrival_at_closing(state: State, facts: CloseFacts) -> State:
+    """The state a transit is closed from. An officer at the exit who has the truck in
+    front of them (inside the office's geofence), or who records a finding, makes it
+    arrive if ingest has not yet; otherwise closing waits for the arrival."""
+    if state is State.ARRIVED:
+        return state
+    if not facts.inside_office and not facts.finding:
+        raise Refused(
+            [
+                f"the truck is not inside the geofence of {facts.destination}",
+                f"the transit has not arrived (it is {state.value})",
+            ]
+        )
+    return transition(state, Action.ARRIVE)
+
+
 def close(state: State, facts: CloseFacts) -> tuple[State, list[str]]:
     """Close at the office of destination or exit. Returns the new state and the
     findings to record as an incident (empty for a clean closure).

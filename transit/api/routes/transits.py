@@ -425,16 +425,9 @@ def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> d
     )
     state = State(row["status"])
     try:
-        if state is not State.ARRIVED and not inside and not body.finding:
-            raise Refused(
-                [
-                    f"the truck is not inside the geofence of {row['office_destination']}",
-                    f"the transit has not arrived (it is {state.value})",
-                ]
-            )
-        if state is not State.ARRIVED:
-            # The officer has the truck in front of them (or records why not).
-            state = lifecycle.transition(state, Action.ARRIVE)
+        arrived = lifecycle.arrival_at_closing(state, facts)
+        if arrived is not state:
+            state = arrived
             db.execute("UPDATE transits SET arrived_at = now() WHERE mrn = %s", (mrn,))
             _event(db, mrn, "arrived", who, {"office": row["office_destination"]})
         _, problems = lifecycle.close(state, facts)

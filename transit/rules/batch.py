@@ -4,7 +4,8 @@ Pure, like the rules it drives. The batch is sorted by transit, then by event ti
 Every condition that could make a stretch of fixes interesting (outside the corridor,
 slow, in a zone, in an undeclared country, a gap, a jump, older than the fix before)
 is computed for all fixes in a few numpy operations; a transit whose stretch has none
-of them, and nothing pending, only moves its state on. The others go fix by fix
+of them, and nothing pending, only moves its state on; so does a stop with nothing
+else about it that ends under the stop limit. The others go fix by fix
 through the same rules as always (:func:`observe_fixes`, :func:`observe_stretch`), so
 the batch gives exactly the alerts the fix-by-fix path gives (tested).
 """
@@ -80,8 +81,9 @@ def observe_batch(
     jump_m = per_fix([t.thresholds.jump_min_m for t in transits])
 
     # "Busy" fixes are those the movement rules must see one by one.
-    busy = speeds <= stop_kmh
-    busy |= checked.zone_id >= 0
+    stopped = speeds <= stop_kmh
+    # Busy for another reason than a stop: a zone, a country, a gap, a jump, time order.
+    other = checked.zone_id >= 0
     # Undeclared countries, looked up once per run of fixes in one country.
     cid = checked.country_id
     change = np.ones(n, dtype=bool)
@@ -96,7 +98,7 @@ def observe_batch(
         dtype=bool,
     )
     if bad_run.any():
-        busy |= np.repeat(bad_run, np.diff(np.r_[heads, n]))
+        other |= np.repeat(bad_run, np.diff(np.r_[heads, n]))
     # Between consecutive fixes of one transit: no gap, no jump, time moving on. The
     # jump test is generous (the largest cosine in the batch): it may send a fix the
     # slow way, never let a jump through.
@@ -109,8 +111,9 @@ def observe_batch(
     step |= np.abs(np.diff(lons)) >= jump / cos
     backwards = np.zeros(n, dtype=bool)
     backwards[1:] = (gap <= 0) & same
-    busy[1:] |= step & same
-    busy |= backwards
+    other[1:] |= step & same
+    other |= backwards
+    busy = stopped | other
     flagged = np.logical_or.reduceat(busy, starts).tolist()
     # The deviation rule only cares for fixes outside (and for time order).
     outside = ~checked.inside
@@ -158,7 +161,20 @@ def observe_batch(
                     continue
                 # Fix by fix: a busy run whole, else one fix (the state may settle).
                 run_end = next_in(False, pos, e) if nb == pos else pos + 1
-                events += observe_fixes(t.thresholds, mov, t.ctx, b.views(np.arange(pos, run_end)))
+                if (
+                    nb == pos
+                    and _short_stop(mov, t, times, pos, run_end, other, stopped)
+                    and (
+                        mov.last is None
+                        or _follows(mov.last, lats[pos], lons[pos], seconds[pos], t)
+                    )
+                ):
+                    # A stop and nothing else, shorter than the limit: it raises nothing.
+                    mov.stopped_since = mov.stopped_since or times[pos]
+                    mov.last = b.views(np.array([run_end - 1]))[0]
+                else:
+                    views = b.views(np.arange(pos, run_end))
+                    events += observe_fixes(t.thresholds, mov, t.ctx, views)
                 pos = run_end
         # The route-deviation rule.
         last = times[e - 1]
@@ -264,6 +280,23 @@ class _Batch:
                         out.append(event("open", s + i, outside_s))
         dev.last_time = times[e - 1]
         return out
+
+
+def _short_stop(
+    mov: MovementState,
+    t: TransitRules,
+    times: Sequence[datetime],
+    s: int,
+    e: int,
+    other: NDArray[np.bool_],
+    stopped: NDArray[np.bool_],
+) -> bool:
+    """Whether fixes ``[s, e)`` are a stop and nothing else, ending under the stop limit
+    (counted from where the stop began, maybe in an earlier batch)."""
+    if other[s:e].any() or not stopped[s:e].all():
+        return False
+    since = mov.stopped_since or times[s]
+    return (times[e - 1] - since).total_seconds() < t.thresholds.stop_limit_s
 
 
 def _follows(last: FixView, lat: float, lon: float, at_s: float, t: TransitRules) -> bool:

@@ -117,6 +117,17 @@ def test_control_room_sees_trucks_move_and_works_a_seal_breach(stack, db, capsys
         page.wait_for_timeout(1_500)
         page.screenshot(path=str(SHOTS / "map-alert.png"))
 
+        # Filters: another corridor hides the truck's alert, all corridors show it again.
+        other = next(c for c in ("SG-MY-KUL", "MY-TH-BKK", "TH-LA-VTE") if c != victim.corridor_id)
+        page.select_option("#f-corridor", other)
+        page.wait_for_selector(item, state="detached", timeout=2_000)
+        page.select_option("#f-corridor", "")
+        page.wait_for_selector(item, timeout=2_000)
+        page.select_option("#f-country", "LA" if "LA" not in victim.countries else "SG")
+        page.wait_for_selector(item, state="detached", timeout=2_000)
+        page.select_option("#f-country", "")
+        page.wait_for_selector(item, timeout=2_000)
+
         # The officer in the control room acknowledges it.
         page.click(f"{item} button[data-act='ack']")
         page.wait_for_selector(f"#alerts li[data-mrn='{victim.mrn}'].acknowledged", timeout=5_000)

@@ -15,24 +15,20 @@ from html import escape
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from transit import audit, lifecycle, webhooks
+from transit.api import declaration
 from transit.api.deps import Db, as_json, field_error, iso
+from transit.api.routes.transit_schemas import CancelIn, CloseIn, IncidentIn, MrnPath, TransitIn
 from transit.api.security import Caller
 from transit.geofence.corridor import Office
-from transit.ingest.pipeline import rules_config
 from transit.keys import Principal
 from transit.lifecycle import Action, CloseFacts, Refused, ReleaseFacts, SealFact, State
-from transit.model import MRN_RE, OFFICE_REF, is_valid_mrn
 
 router = APIRouter(tags=["transits"])
 
-MrnPath = Path(min_length=18, max_length=18, pattern=MRN_RE.pattern, description="The MRN")
-OfficeRef = Annotated[str, Field(pattern=OFFICE_REF.pattern, description="8-character office")]
-Country = Annotated[str, Field(pattern="^[A-Z]{2}$", description="ISO 3166 alpha-2")]
 TRACKER_FRESH_S = 600  # release needs a tracker report this recent
 PARTNER_FIELDS = (
     "mrn",
@@ -51,82 +47,6 @@ PARTNER_FIELDS = (
     "closed_at",
     "last_fix",
 )
-
-
-class Contact(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(min_length=3, max_length=40)
-
-
-class Guarantee(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reference: str = Field(min_length=1, max_length=40)
-    amount: float = Field(ge=0)
-    currency: str = Field(pattern="^[A-Z]{3}$")
-
-
-class TransitIn(BaseModel):
-    """A transit declaration."""
-
-    model_config = ConfigDict(extra="forbid")
-    mrn: str = Field(min_length=18, max_length=18, examples=["26MYS001T0000003A2"])
-    tracker_id: str = Field(min_length=1, max_length=64)
-    seal_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=20)
-    corridor_id: str = Field(min_length=1, max_length=64)
-    office_departure: OfficeRef
-    offices_transit: list[OfficeRef] = Field(default_factory=list, max_length=9)
-    office_destination: OfficeRef
-    countries: list[Country] = Field(min_length=1, max_length=10)
-    time_limit: AwareDatetime
-    vehicle: str | None = Field(default=None, max_length=40)
-    driver: Contact | None = None
-    guarantee: Guarantee | None = None
-    thresholds: dict[str, float] | None = None
-
-    @field_validator("mrn")
-    @classmethod
-    def _mrn(cls, v: str) -> str:
-        if not MRN_RE.match(v):
-            raise ValueError(
-                "an MRN is 2 digits (year), 2 letters (country), 12 letters or digits,"
-                " a letter and a check digit"
-            )
-        if not is_valid_mrn(v):
-            raise ValueError("the check digit (the 18th character) is wrong")
-        return v
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        if v:
-            rules_config(v)
-        return v
-
-
-class CloseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    finding: str | None = Field(
-        default=None,
-        max_length=2000,
-        description="What the officer found; given, the transit closes with an incident",
-    )
-    incident_code: int | None = Field(default=None, ge=1, le=6)
-
-
-class IncidentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: int = Field(ge=1, le=6, description="NCTS CL019: 1 deviation ... 6 other")
-    description: str = Field(min_length=1, max_length=2000)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    seals_affected: list[str] = Field(default_factory=list, max_length=20)
-    new_vehicle: str | None = Field(default=None, max_length=40)
-
-
-class CancelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=2000)
 
 
 def _refused(exc: Refused) -> HTTPException:
@@ -210,24 +130,7 @@ def _view(db: Db, mrn: str, who: Principal) -> dict[str, Any]:
 def declare(db: Db, who: Caller, body: TransitIn) -> dict[str, Any]:
     """Declare a transit (NCTS IE015). An officer declares at their own office."""
     _require_office(who, body.office_departure, "declare a transit departing from it")
-    refs = [body.office_departure, *body.offices_transit, body.office_destination]
-    found = {
-        r["ref"]: r
-        for r in db.execute(
-            "SELECT ref, roles FROM offices WHERE ref = ANY(%s)", (refs,)
-        ).fetchall()
-    }
-    for name, ref in [
-        ("office_departure", body.office_departure),
-        ("office_destination", body.office_destination),
-        *[("offices_transit", r) for r in body.offices_transit],
-    ]:
-        if ref not in found:
-            raise field_error(name, f"no office {ref}")
-        if "parking" in found[ref]["roles"]:
-            raise field_error(name, f"{ref} is a parking zone, not a customs office")
-    if not db.execute("SELECT 1 FROM corridors WHERE id = %s", (body.corridor_id,)).fetchone():
-        raise field_error("corridor_id", f"no corridor {body.corridor_id}")
+    declaration.check(db, body, datetime.now(UTC))
     dev = db.execute("SELECT kind FROM devices WHERE device_id = %s", (body.tracker_id,)).fetchone()
     if dev is None or dev["kind"] != "tracker":
         raise field_error("tracker_id", f"{body.tracker_id} is not a registered tracker")

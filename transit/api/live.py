@@ -16,6 +16,15 @@ Frames (JSON):
 A client sends ``{"type": "view", "bbox": [west, south, east, north]}`` when its map
 moves; positions outside are not sent (the bandwidth per client is bounded by its view,
 and by ``MAX_TRUCKS_PER_FRAME``).
+
+A key that stops working closes the sockets opened with it: every ``KEY_CHECK_S`` the
+broadcaster reads the state of its clients' keys from the database (one query for all
+of them, so a key revoked by any API process or by the CLI is seen by every process),
+and a client whose key was revoked, expired or deleted gets a close frame with code
+``4401`` (the WebSocket analogue of HTTP 401) and the reason as the close reason, e.g.
+"the API key 3f2a9c1b was revoked at ...". Its sender task sends the close itself, so
+nothing else writes to the socket; the socket is closed within ``KEY_CHECK_S`` plus one
+loop tick (about 1.5 s) of the revocation's commit.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
-from transit.keys import Principal, lookup
+from transit.keys import KeyRefused, Principal, authenticate, refused
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -41,6 +50,8 @@ SILENT_S = 120.0  # no fix for this long: the truck is drawn as silent
 STOP_KMH = 5.0
 MAX_TRUCKS_PER_FRAME = 20_000
 UNDER_WAY = ["released", "in_transit", "overdue", "arrived"]
+KEY_CHECK_S = 1.0  # how often the clients' keys are re-read (revoked or expired: closed)
+CLOSE_KEY_REFUSED = 4401
 
 TRUCKS_SQL = """
 SELECT t.mrn, t.tracker_id, t.corridor_id, t.countries, t.office_departure,
@@ -99,6 +110,14 @@ class Client:
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     bbox: tuple[float, float, float, float] | None = None
     sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # mrn -> last row sent
+    refused: str | None = None  # why its key no longer works: its socket is being closed
+
+    def refuse(self, reason: str) -> None:
+        """Its key no longer works: drop what is queued and wake the sender to close."""
+        self.refused = reason
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait("")
 
     def in_view(self, lon: float, lat: float) -> bool:
         if self.bbox is None:
@@ -144,8 +163,13 @@ class Broadcaster:
 
     async def _run(self) -> None:
         tick = 0
+        checked = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                if self.clients and loop.time() - checked >= KEY_CHECK_S:
+                    checked = loop.time()
+                    await self._check_keys()
                 alerts = await asyncio.to_thread(self._read_alerts)
                 for a in alerts:
                     self._fan_alert(a)
@@ -157,6 +181,19 @@ class Broadcaster:
                 await asyncio.sleep(2)
             tick += 1
             await asyncio.sleep(0.5)
+
+    async def _check_keys(self) -> None:
+        """Close the sockets of clients whose key was revoked, expired or deleted."""
+        clients = list(self.clients)
+        dead = await asyncio.to_thread(self._read_refused, [c.who.key_id for c in clients])
+        for c in clients:
+            if c.who.key_id in dead:
+                self.clients.discard(c)
+                c.refuse(dead[c.who.key_id])
+
+    def _read_refused(self, ids: list[int]) -> dict[int, str]:
+        with self.pool.connection() as conn:
+            return refused(conn, ids)
 
     def _read_alerts(self, since_id: int | None = None) -> list[dict[str, Any]]:
         """New alerts (id above the last seen) and alerts worked since the last look;
@@ -285,26 +322,41 @@ class Broadcaster:
 
     @staticmethod
     async def _pump(ws: WebSocket, client: Client) -> None:
+        """The only writer of the socket: frames, then the close when the key is refused."""
         while True:
-            await ws.send_text(await client.queue.get())
+            text = await client.queue.get()
+            if client.refused is not None:
+                await ws.close(code=CLOSE_KEY_REFUSED, reason=client.refused[:120])
+                return
+            await ws.send_text(text)
 
 
 @router.websocket("/api/v1/live")
 async def live(ws: WebSocket) -> None:
     """Positions and alerts, live. The key comes as ``?key=`` (a browser cannot set
-    headers on a WebSocket); ``?since=`` is the last alert id the client has."""
+    headers on a WebSocket); ``?since=`` is the last alert id the client has.
+
+    A refused key (missing, unknown, revoked, expired) gets the handshake and then a
+    close with code 4401 and the reason: a browser sees neither the HTTP status of a
+    refused handshake nor a reason for it."""
     key = ws.query_params.get("key", "")
     since_raw = ws.query_params.get("since")
     pool = ws.app.state.pool
-    who = await asyncio.to_thread(_lookup, pool, key)
-    if who is None:
-        await ws.close(code=4401, reason="an API key is required (?key=)")
+    try:
+        who = await asyncio.to_thread(_authenticate, pool, key)
+    except KeyRefused as exc:
+        await ws.accept()
+        await ws.close(code=CLOSE_KEY_REFUSED, reason=str(exc)[:120])
         return
     await ws.accept()
     since = int(since_raw) if since_raw and since_raw.isdigit() else None
     await ws.app.state.live.serve(ws, who, since)
 
 
-def _lookup(pool: ConnectionPool, key: str) -> Principal | None:
+def _authenticate(pool: ConnectionPool, key: str) -> Principal:
+    if not key:
+        raise KeyRefused("an API key is required (?key=)")
     with pool.connection() as conn:
-        return lookup(conn, key) if key else None
+        who = authenticate(conn, key)
+        conn.commit()  # its last use
+        return who

@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
 from transit.api.deps import Db
-from transit.keys import Principal, lookup
+from transit.keys import KeyRefused, Principal, authenticate
 
 ADMIN, OFFICER, CONTROL, PARTNER = "admin", "officer", "control_room", "partner"
 EVERYONE = frozenset({ADMIN, OFFICER, CONTROL, PARTNER})
@@ -51,6 +51,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/partners"): frozenset({ADMIN}),
     ("PUT", "/api/v1/partners/{country}"): frozenset({ADMIN}),
     ("GET", "/api/v1/audit"): frozenset({ADMIN}),
+    ("GET", "/api/v1/keys"): frozenset({ADMIN}),
+    ("POST", "/api/v1/keys"): frozenset({ADMIN}),
+    ("POST", "/api/v1/keys/{key_id}/revoke"): frozenset({ADMIN}),
 }
 
 PREFIX = "/api/v1"
@@ -66,12 +69,17 @@ def principal(
     """The caller, from the ``X-API-Key`` header, allowed on this route by the table.
 
     The key is looked up on the request's own connection (FastAPI gives the route the
-    same one): one connection per request."""
+    same one): one connection per request. It is read from the database on every
+    request, so a key revoked or expired is refused at once by every API process; the
+    check (and the key's last use) is committed before the route's own transaction."""
     if not key:
         raise HTTPException(401, detail="an API key is required (header X-API-Key)")
-    who = lookup(db, key)
-    if who is None:
-        raise HTTPException(401, detail="the API key is unknown or revoked")
+    try:
+        who = authenticate(db, key)
+    except KeyRefused as exc:
+        db.rollback()
+        raise HTTPException(401, detail=str(exc)) from None
+    db.commit()
     allowed = PERMISSIONS.get((request.method, route_template(request)), frozenset())
     if who.role not in allowed:
         raise HTTPException(403, detail=f"the role {who.role} may not use this route")

@@ -18,11 +18,17 @@ from pathlib import Path
 from transit.config import Settings
 
 ALERT_TOPIC = "transit/v1/backend/alerts"
+# A device's password is the first 32 hex digits (128 bits) of the HMAC, as strong as
+# a password needs to be. Every device provisioned so far holds this form (the broker's
+# password file, the simulator, the edge reader), so it must not change.
+PASSWORD_HEX_DIGITS = 32
 
 
 def device_password(secret: str, device_id: str) -> str:
-    """A device's MQTT password, derived from the provisioning secret."""
-    return hmac.new(secret.encode(), device_id.encode(), hashlib.sha256).hexdigest()[:32]
+    """A device's MQTT password: the first 32 lowercase hex digits of
+    HMAC-SHA256(secret, device id), as `transit devices register` prints it."""
+    mac = hmac.new(secret.encode(), device_id.encode(), hashlib.sha256).hexdigest()
+    return mac[:PASSWORD_HEX_DIGITS]
 
 
 def acl_text(settings: Settings) -> str:

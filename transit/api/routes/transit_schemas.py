@@ -16,10 +16,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from transit.ingest.pipeline import rules_config
 from transit.model import MRN_RE, OFFICE_REF, is_valid_mrn, make_mrn
 
-# NCTS and ACTS practice: the office of departure sets the time limit in days (the
-# journey's prescribed duration, a week or two across ASEAN by road). 90 days is far
-# beyond any overland transit, so a limit further ahead is a typing error (a wrong
-# year or month), refused before it disables the overdue watchdog for months.
+# NCTS practice: the office of departure sets the time limit from the journey's
+# prescribed duration, in days. 90 days is far beyond any overland transit, so a limit
+# further ahead is a typing error (a wrong year or month), refused before it keeps the
+# overdue watchdog quiet for months.
 MAX_TIME_LIMIT_DAYS = 90
 EXAMPLE_MRN = make_mrn(26, "MY", "S001T0000003")  # 26MYS001T0000003A6
 

@@ -33,12 +33,13 @@ BUILTINS = {"cd", "export", "source", ".", "echo", "set"}
 
 @dataclass(frozen=True)
 class Command:
-    """A command the README shows, where it shows it, and whether it is a name in a list
-    (a bare subcommand span) rather than a command to type."""
+    """A command the README shows, where it shows it, whether it is a name in a list
+    (a bare subcommand span) and whether it is a line of a shell block (to be typed)."""
 
     text: str
     where: str
     listed: bool = False
+    shell: bool = False
 
 
 def prose(text: str) -> str:
@@ -64,7 +65,7 @@ def shell_lines(text: str) -> list[Command]:
             line = line.removeprefix("$ ")
             line = re.sub(r"(^|\s)#.*$", "", line).strip()
             if line:
-                out.append(Command(line, f"shell block: {line}"))
+                out.append(Command(line, f"shell block: {line}", shell=True))
     return out
 
 
@@ -200,8 +201,9 @@ def check_transit(cmds: list[Command]) -> list[str]:
         for variant in expand(" ".join(words[1:])):
             code, msg = parse_error(concretise(variant))
             # A name in a list or in prose (`keys create`, `transit edge`) may leave out
-            # required arguments; a synopsis with flags or arguments must be complete.
-            named = c.listed or all(is_word(w) for w in variant)
+            # required arguments; a synopsis with flags or arguments, or a line of a
+            # shell block, must be complete.
+            named = c.listed or (not c.shell and all(is_word(w) for w in variant))
             if code and not (named and "arguments are required" in msg):
                 problems.append(f"{c.where}: `transit {' '.join(variant)}`: {msg}")
     return problems
@@ -221,14 +223,26 @@ def command_paths(cmds: list[Command]) -> set[tuple[str, ...]]:
     return paths
 
 
-def makefile_targets() -> set[str]:
-    text = (ROOT / "Makefile").read_text()
+def makefile_targets(makefile: Path = ROOT / "Makefile") -> set[str]:
+    text = makefile.read_text()
     return {t for line in re.findall(r"^([\w.-][\w. -]*):(?!=)", text, re.M) for t in line.split()}
 
 
-def check_make(cmds: list[Command]) -> list[str]:
-    """Every `make TARGET` names a target of the Makefile."""
-    targets = makefile_targets()
+def recipe(target: str, makefile: Path = ROOT / "Makefile") -> list[str]:
+    """The recipe lines of a Makefile target, without their ``@``/``-`` prefixes."""
+    lines = makefile.read_text().splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if re.match(rf"^{re.escape(target)}:(?!=)", line):
+            for body in itertools.takewhile(lambda x: x.startswith("\t"), lines[i + 1 :]):
+                out.append(body.strip().lstrip("@-"))
+    return out
+
+
+def check_make(cmds: list[Command], makefile: Path = ROOT / "Makefile") -> list[str]:
+    """Every `make TARGET` names a target of the Makefile; the `transit` commands of its
+    recipe parse, and the scripts it runs exist."""
+    targets = makefile_targets(makefile)
     problems = []
     for c in cmds:
         words = shlex.split(c.text)
@@ -239,6 +253,15 @@ def check_make(cmds: list[Command]) -> list[str]:
         for t in (w for w in words[1:] if not w.startswith("-") and "=" not in w):
             if t not in targets:
                 problems.append(f"{c.where}: no target `{t}` in the Makefile")
+            for line in recipe(t, makefile):
+                m = re.match(r"^\S*bin/transit( .*)?$", line)
+                if m:
+                    code, msg = parse_error(shlex.split(m.group(1) or ""))
+                    if code:
+                        problems.append(f"{c.where}: the recipe's `{line}`: {msg}")
+                for script in re.findall(r"\b(?:bash|sh) (\S+\.sh)\b", line):
+                    if not (ROOT / script).is_file():
+                        problems.append(f"{c.where}: the recipe runs {script}, which is missing")
     return problems
 
 

@@ -99,6 +99,16 @@ def test_every_make_target_in_the_readme_exists() -> None:
     assert rc.check_make(COMMANDS) == []
 
 
+def test_a_make_target_whose_recipe_is_false_is_found(tmp_path) -> None:
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(
+        "demo: setup\n\t@$(VENV)/bin/transit demo --no-such-flag\n\t@bash scripts/no-such.sh\n"
+    )
+    problems = rc.check_make(rc.all_commands("`make demo`"), makefile)
+    assert len(problems) == 2
+    assert "--no-such-flag" in problems[0] and "scripts/no-such.sh" in problems[1]
+
+
 def test_every_python_module_in_the_readme_exists_with_its_flags() -> None:
     assert rc.check_python(COMMANDS) == []
 
@@ -155,6 +165,7 @@ def _problems(text: str) -> list[str]:
         "![a picture](docs/no-such.png)",
         "`TRANSIT_NO_SUCH_SETTING`",
         "```sh\nno-such-program --now\n```",
+        "```sh\nTRANSIT_API_PORT=8471 transit keys create\n```",
     ],
 )
 def test_the_checks_find_a_false_line(false_line: str) -> None:

@@ -54,6 +54,8 @@ def shell_lines(text: str) -> list[Command]:
     for m in FENCE.finditer(text):
         tag, body = m.group(1).strip().lower(), m.group(2)
         first = body.strip().split(None, 1)[0] if body.strip() else ""
+        if tag == "" and first == "$":
+            tag = "console"  # a session: `$ ` prompts, then what the command printed
         if tag not in SHELL_TAGS and not (tag == "" and _is_command_word(first)):
             continue
         for line in body.replace("\\\n", " ").splitlines():
@@ -116,6 +118,7 @@ def _without_env(words: list[str]) -> list[str]:
 
 
 def is_word(w: str) -> bool:
+    """Whether a word can be a subcommand's name (not a flag, value or metavariable)."""
     return bool(re.match(r"^[a-z][a-z0-9-]*$", w))
 
 

@@ -166,6 +166,7 @@ def _problems(text: str) -> list[str]:
         "`TRANSIT_NO_SUCH_SETTING`",
         "```sh\nno-such-program --now\n```",
         "```sh\nTRANSIT_API_PORT=8471 transit keys create\n```",
+        "```\n$ transit doctor --yaml\ndatabase: ok\n```",
     ],
 )
 def test_the_checks_find_a_false_line(false_line: str) -> None:

@@ -67,12 +67,16 @@ SELECT 'CREATE ROLE transit LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHER
 ALTER ROLE transit PASSWORD '$pw';
 SELECT 'CREATE DATABASE transit OWNER transit' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='transit') \gexec
 SQL
-  # A second database for `transit bench`, so a benchmark never touches real data.
-  as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
-SELECT 'CREATE DATABASE transit_bench OWNER transit' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='transit_bench') \gexec
+  # A second database for `transit bench`, so a benchmark never touches real data, and
+  # a scratch one for tests that act table-wide (retention drops whole chunks).
+  local extra
+  for extra in transit_bench transit_scratch; do
+    as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
+SELECT 'CREATE DATABASE $extra OWNER transit' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='$extra') \gexec
 SQL
-  as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d transit_bench \
-    -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "CREATE EXTENSION IF NOT EXISTS postgis" >/dev/null
+    as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d "$extra" \
+      -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "CREATE EXTENSION IF NOT EXISTS postgis" >/dev/null
+  done
   # Extensions need a superuser; the application role then owns its schema.
   as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d transit \
     -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "CREATE EXTENSION IF NOT EXISTS postgis" >/dev/null 2>&1 \

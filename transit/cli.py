@@ -12,7 +12,9 @@ from typing import Any
 
 import psycopg
 
+from transit import retention
 from transit.config import get_settings
+from transit.dead_letters import cli as dead_letters_cli
 
 
 def _conn() -> psycopg.Connection[Any]:
@@ -63,7 +65,7 @@ def cmd_devices_register(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from transit.doctor import doctor
+    from transit.doctor import doctor, storage_lines
 
     report = doctor(get_settings())
     if args.json:
@@ -75,6 +77,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"timescaledb: {ts.get('version')} ({ts.get('edition')})")
         print(f"hypertables: {', '.join(db.get('hypertables', [])) or 'none'}")
         print(f"migrations:  {db.get('migrations')}")
+        print("\n".join(storage_lines(db)))
         print(
             f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}"
         )
@@ -589,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     nt.add_argument("--once", action="store_true", help="deliver what is due, then exit")
     nt.add_argument("--backoff", type=float, default=5.0, help="first retry delay, seconds")
     nt.set_defaults(func=cmd_notify)
+
+    dead_letters_cli.add_commands(sub)
+    retention.add_commands(sub)
 
     demo = sub.add_parser("demo", help="run API, ingest and a simulated fleet together")
     demo.add_argument("--trucks", type=int, default=50)

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     api_tls_cert: Path | None = Field(default=None, description="serve HTTPS with this cert")
     api_tls_key: Path | None = Field(default=None, description="and this private key")
     run_dir: Path = PROJECT_ROOT / ".run"
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Drop telemetry older than this many days (never an open transit's);"
+        " unset: keep everything.",
+    )
 
     @property
     def mqtt_host(self) -> str:

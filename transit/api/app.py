@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from transit.api import live
-from transit.api.routes import admin, alerts, health, keys, metrics, registry, transits, web
+from transit.api.routes import (
+    admin,
+    alerts,
+    dead_letters,
+    health,
+    keys,
+    metrics,
+    registry,
+    transits,
+    web,
+)
 from transit.config import Settings, get_settings
 
 
@@ -43,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for r in (admin, registry, transits, alerts, keys):
+    for r in (admin, registry, transits, alerts, keys, dead_letters):
         app.include_router(r.router, prefix="/api/v1")
     app.include_router(live.router)
     app.include_router(web.router)

@@ -48,6 +48,7 @@ class DeadLetter:
     raw: bytes
     reason: str
     detail: str
+    sig: str | None = None  # the message's HMAC user property, kept to verify a replay
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,13 @@ class ActiveTransit:
 
 def prepare_session(conn: Conn) -> None:
     """Create the session's staging tables (once per connection)."""
-    conn.execute(_STAGE)
+    create_staging(conn)
     conn.commit()
+
+
+def create_staging(conn: Conn) -> None:
+    """Create the staging tables if this session has none, in the caller's transaction."""
+    conn.execute(_STAGE)
 
 
 def write_batch(
@@ -147,9 +153,9 @@ def write_batch(
         if dead_letters:
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO dead_letters (source, topic, raw, reason, detail)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    [(d.source, d.topic, d.raw, d.reason, d.detail) for d in dead_letters],
+                    "INSERT INTO dead_letters (source, topic, raw, reason, detail, sig)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(d.source, d.topic, d.raw, d.reason, d.detail, d.sig) for d in dead_letters],
                 )
         for a in alerts:
             row = None

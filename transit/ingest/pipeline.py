@@ -197,7 +197,7 @@ class Pipeline:
                 device_id, model = wire.decode(msg.topic, msg.payload)
             except wire.PayloadError as exc:
                 out.dead_letters.append(
-                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail)
+                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail, msg.sig)
                 )
                 continue
             if now is not None:

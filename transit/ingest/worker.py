@@ -25,13 +25,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
+from transit import retention
 from transit.broker import ALERT_TOPIC
 from transit.config import Settings
 from transit.db import store
 from transit.geofence import borders
-from transit.geofence.corridor import Office, build_corridor
-from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.storage import load_pipeline, write_result
 from transit.mqtt import connect_properties, make_client
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class IngestWorker:
         self._generation = 0
         self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
         self._last_tick = time.monotonic()
+        self._last_retention: float | None = None
         self._last_snapshot = 0.0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -189,20 +190,7 @@ class IngestWorker:
         now = time.monotonic()
         if now - self._last_refresh < self.config.refresh_s:
             return
-        corridor_rows = store.corridor_rows(conn)
-        office_rows = store.office_rows(conn)
-        signature = json.dumps([corridor_rows, office_rows], default=str, sort_keys=True)
-        if signature != self._geo_signature:
-            # Corridors or offices changed: cut and index them again (rare, and not per batch).
-            corridors = [
-                build_corridor(cid, name, route["coordinates"], width, countries, props)
-                for cid, name, width, route, countries, props in corridor_rows
-            ]
-            offices = [Office(*row) for row in office_rows]
-            self.pipeline.engine = GeofenceEngine(corridors, offices, self._borders)
-            self._geo_signature = signature
-        self.pipeline.devices = store.device_keys(conn)
-        self.pipeline.set_transits(store.active_transits(conn), store.open_alert_keys(conn))
+        self._geo_signature = load_pipeline(conn, self.pipeline, self._borders, self._geo_signature)
         conn.commit()
         self._last_refresh = now
 
@@ -255,10 +243,7 @@ class IngestWorker:
                     [m for _, _, m, _, _ in batch], now=datetime.now(UTC)
                 )
                 t0 = time.monotonic()
-                rows, alert_ids = store.write_batch(
-                    conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
-                )
-                store.apply_lifecycle(conn, result.lifecycle)
+                rows, alert_ids = write_result(conn, result)
                 alerts = [store.alert_as_json(conn, i) for i in alert_ids]
                 self._save_stats(conn)
                 conn.commit()
@@ -318,6 +303,36 @@ class IngestWorker:
             return
         self._publish_alerts(alerts)
 
+    def _retention_due(self) -> bool:
+        last = self._last_retention
+        return last is None or time.monotonic() - last >= retention.EVERY_S
+
+    def _retention(self) -> None:
+        """Drop telemetry past the retention (once at start, then hourly). The worker
+        that runs the wall-clock rules does it: there is one per ingest group, and
+        ingest runs wherever data arrives. Its own connection keeps a failure (a
+        chunk locked elsewhere) away from the batches."""
+        self._last_retention = time.monotonic()
+        days = self.settings.retention_days
+        if days is None:
+            return
+        try:
+            with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+                now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+                report = retention.run(conn, days, now, actor="ingest")
+                conn.commit()
+        except psycopg.Error as exc:
+            log.warning("retention not run (%s); next try in an hour", exc)
+            return
+        held = [w.mrn for w in report.held_by]
+        log.info(
+            "retention (%d days): %d chunks dropped; held by %d transits %s",
+            days,
+            sum(len(v) for v in report.dropped.values()),
+            len(held),
+            held[:5],
+        )
+
     def _publish_alerts(self, alerts: list[dict[str, Any] | None]) -> None:
         """Tell live consumers of the alerts just committed."""
         self.stats.alerts_raised += len(alerts)
@@ -363,6 +378,8 @@ class IngestWorker:
                     self._idle()
                 if time.monotonic() - self._last_tick >= WATCHDOG_S:
                     self._watchdog()
+                if self.config.watchdog and self._retention_due():
+                    self._retention()
         finally:
             self.client.disconnect()
             self.client.loop_stop()

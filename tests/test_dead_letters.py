@@ -192,6 +192,10 @@ def test_the_cli_lists_shows_and_replays_a_signed_message_once(settings, db, ing
     again = cli("replay", str(letter_id), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["rows_written"] == 0
     assert fixes_of(db, dev) == [(7, 0), (7, 1), (7, 2)]
+    actors = db.execute(
+        "SELECT actor FROM audit_log WHERE subject = %s", (f"dead_letter:{letter_id}",)
+    ).fetchall()
+    assert len(actors) == 2 and all(a[0].startswith("cli") for a in actors)
     assert cli("replay", "999999999999").returncode == 1
 
 

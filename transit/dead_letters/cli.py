@@ -72,11 +72,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from transit.cli import _cli_actor
     from transit.dead_letters.replay import NotReplayable, replay
 
     with _conn() as conn:
         try:
-            outcome = replay(conn, args.id, "cli", datetime.now(UTC))
+            outcome = replay(conn, args.id, _cli_actor(), datetime.now(UTC))
         except (LookupError, NotReplayable) as exc:
             sys.stderr.write(f"transit dead-letters replay: {exc}\n")
             return 1

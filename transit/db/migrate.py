@@ -1,8 +1,10 @@
 """Ordered SQL migrations, recorded in ``schema_migrations``; a second run changes nothing.
 
 After the SQL, the TimescaleDB features the server offers are detected and used:
-under the community licence (the official Docker image) compression and retention
-run as policies; under the Apache-2 build they are left to the application.
+under the community licence (the official Docker image) compression runs as a policy.
+Retention is the application's under either build (``transit.retention``): a
+TimescaleDB retention policy would drop the chunks of transits still open or under
+enquiry, so none is added, and one left by an earlier version is removed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from importlib import resources
 import psycopg
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-RETENTION_DAYS = 400  # telemetry is evidence: kept for the appeal period, then dropped
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[Migration]:
 
 
 def _community_policies(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Compression and retention policies, which only the community licence offers."""
+    """Compression policies, which only the community licence offers (no retention
+    policy: it cannot see open transits; ``transit.retention`` does that job)."""
     with conn.transaction():
         for table, segment in (("fixes", "device_id"), ("seal_events", "seal_id")):
             conn.execute(
@@ -97,7 +99,4 @@ def _community_policies(conn: psycopg.Connection[tuple[object, ...]]) -> None:
                 "SELECT add_compression_policy(%s, interval '7 days', if_not_exists => true)",
                 (table,),
             )
-            conn.execute(
-                "SELECT add_retention_policy(%s, %s::interval, if_not_exists => true)",
-                (table, f"{RETENTION_DAYS} days"),
-            )
+            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup geodata web system venv services demo test check lint typecheck pytest stop status doctor clean
+.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean
 
 setup: system venv services geodata web
 
@@ -32,7 +32,13 @@ services: venv
 demo: setup
 	@$(VENV)/bin/transit demo
 
-test: setup check
+test: setup democheck check
+
+# The demo's whole path, bounded, on a freshly created database (transit_democheck)
+# and a broker of its own: `transit demo --check`, exit 1 with the reason when no fix
+# is stored, no truck departs or no alert is raised (scripts/democheck.sh).
+democheck: setup
+	@bash scripts/democheck.sh
 
 check: lint typecheck pytest
 

@@ -7,7 +7,7 @@ the simulator agree on every device id, seal id and MRN without talking.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from firmware_sim.route import Route
@@ -53,6 +53,7 @@ def fleet_plan(
     incidents: bool = True,
     year: int = 26,
     traffic: bool = True,
+    depart_after_s: float | None = None,
 ) -> list[TruckPlan]:
     """``trucks`` trucks spread over the network's corridors, a few with incidents.
 
@@ -61,6 +62,12 @@ def fleet_plan(
     somewhere in its first two hours. With ``incidents``: truck 3 leaves its corridor
     20 s in, truck 7 has a seal cut 30 s in, truck 11 leaves its corridor 60 s in (all
     when the fleet is that large).
+
+    Without ``depart_after_s`` the trucks start somewhere along their route. With it,
+    each starts parked at its office of departure (inside the office's zone, near its
+    edge on the route; a route starts at that office), reporting with its seals armed,
+    and drives off ``depart_after_s`` seconds in: the time the office has to declare
+    and release it. Every incident then comes that much later.
     """
     rng = random.Random(seed)
     corridors = [f for f in network["features"] if f["properties"]["kind"] == "corridor"]
@@ -103,4 +110,15 @@ def fleet_plan(
         ):
             if idx < len(plans):
                 plans[idx].incidents.append(inc)
+    if depart_after_s is not None:
+        radius = {
+            f["id"]: float(f["properties"]["radius_m"])
+            for f in network["features"]
+            if f["properties"]["kind"] == "office"
+        }
+        for p in plans:
+            p.start_m = 0.8 * radius[p.office_departure]
+            p.incidents = [replace(i, at_s=i.at_s + depart_after_s) for i in p.incidents]
+            if depart_after_s > 0:
+                p.incidents.insert(0, Incident("parked", 0.0, depart_after_s))
     return plans

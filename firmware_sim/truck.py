@@ -26,7 +26,8 @@ class Incident:
     Kinds: ``detour``, ``seal_cut``, ``seal_open``, ``seal_swap`` (a seal not declared
     reports), ``skim`` (driving ``metres`` beside the route) (incidents); ``battery_drain``,
     ``reboot``, ``clock_drift``, ``tunnel``, ``stop``, ``jump`` (one fix ``metres`` off),
-    ``multipath`` (1 fix in 10 off by about 100 m) (conditions and faults).
+    ``multipath`` (1 fix in 10 off by about 100 m) (conditions and faults); ``parked``
+    (standing at the office of departure, reporting, until it is released).
     """
 
     kind: str
@@ -161,7 +162,7 @@ class Truck:
         if self.active("clock_drift"):
             self.clock_offset_s += 2.0  # a drifting oscillator: +2 s every report
         self.battery = max(0.0, self.battery - (3.0 if self.active("battery_drain") else 0.003))
-        stopped = self.active("stop") is not None
+        stopped = self.active("stop") is not None or self.active("parked") is not None
         speed = 0.0 if stopped or self.arrived else max(0.0, self.speed_kmh + self.rng.gauss(0, 3))
         if self.active("detour"):
             if not self.detour_m:

@@ -27,7 +27,9 @@ def import_geojson(conn: Conn, doc: dict[str, Any]) -> tuple[int, int]:
 
 
 def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> None:
-    """Register each plan's tracker and declare its transit as under way."""
+    """Register each plan's tracker and write its transit as under way, skipping
+    declaration and release: a shortcut for tests, benchmarks and ``transit sim
+    --provision``. ``transit demo`` goes through the API as a customs office does."""
     limit = datetime.now(UTC) + timedelta(hours=hours)
     with conn.transaction():
         for p in plans:

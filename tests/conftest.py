@@ -121,6 +121,8 @@ def put_under_way(db, settings: Settings, plans: list[Any], forget_fixes: bool =
     db.execute("DELETE FROM alerts WHERE mrn = ANY(%s)", ([p.mrn for p in plans],))
     if forget_fixes:
         db.execute("DELETE FROM fixes WHERE device_id = ANY(%s)", (devices,))
+        # and the newest fix the stale filter measures a new run's fixes against
+        db.execute("UPDATE devices SET last_fix_time = NULL WHERE device_id = ANY(%s)", (devices,))
     db.execute("UPDATE devices SET last_seen = NULL WHERE device_id = ANY(%s)", (devices,))
     db.commit()
     provision_fleet(db, plans)

@@ -31,7 +31,7 @@ def test_valid_telemetry_decodes_to_fixes() -> None:
         (
             TOPIC,
             json.dumps(
-                {**GOOD, "fixes": [{"t": "2026-11-23T01:02:03Z", "lat": 91, "lon": 1}]}
+                {**GOOD, "fixes": [{"t": "2026-11-23T01:02:03Z", "lat": float("nan"), "lon": 1}]}
             ).encode(),
             "schema",
             "fixes.0.lat",
@@ -49,6 +49,13 @@ def test_bad_messages_are_refused_with_a_reason_that_names_the_problem(
         wire.decode(topic, payload)
     assert exc.value.reason == reason
     assert names in exc.value.detail
+
+
+def test_a_fix_out_of_range_decodes_for_the_filters_to_keep_apart() -> None:
+    # One bad fix must not refuse a backlog of good ones: the ingest filters keep it.
+    body = {**GOOD, "fixes": [*GOOD["fixes"], {"t": "2026-11-23T01:02:04Z", "lat": 91, "lon": 1}]}
+    device_id, msg = wire.decode(TOPIC, json.dumps(body).encode())
+    assert [(f.lat, f.lon) for f in wire.fixes_of(device_id, msg)] == [(3.1, 101.6), (91, 1)]
 
 
 def test_encode_then_decode_round_trips() -> None:

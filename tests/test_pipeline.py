@@ -159,11 +159,14 @@ def test_ingest_finds_departure_and_arrival() -> None:
     # Still inside the departure office's zone: nothing; then out on the road.
     out = p.process(_fixes([(101.6869, 3.1390)], t0), now=t0)
     assert out.lifecycle == []
-    out = p.process(_fixes([(101.6500, 3.2000)], t0 + timedelta(minutes=1)), now=t0)
+    # 8 km on, ten minutes later (a minute later would be a jump: filtered).
+    t1 = t0 + timedelta(minutes=10)
+    out = p.process(_fixes([(101.6500, 3.2000)], t1), now=t1)
     assert [e.action for e in out.lifecycle] == ["depart"]
     assert p.transits["TRKL"].status == "in_transit"
     # Stopped at the office of destination (in Thailand, so a border was crossed too).
-    out = p.process(_fixes([(100.5018, 13.7563)], t0 + timedelta(hours=9), speed=0.0), now=t0)
+    t2 = t0 + timedelta(hours=9)
+    out = p.process(_fixes([(100.5018, 13.7563)], t2, speed=0.0), now=t2)
     assert [e.action for e in out.lifecycle] == ["cross", "arrive"]
     assert (out.lifecycle[0].details["from"], out.lifecycle[0].details["to"]) == ("MY", "TH")
     assert out.lifecycle[1].details["office"] == "THBKK001"

@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     api_tls_cert: Path | None = Field(default=None, description="serve HTTPS with this cert")
     api_tls_key: Path | None = Field(default=None, description="and this private key")
     run_dir: Path = PROJECT_ROOT / ".run"
+    # The ingest filters' bounds (transit/rules/filters.py, docs/protocol.md).
+    filter_future_s: float = Field(
+        default=300.0, gt=0, description="a fix taken later than now plus this is filtered"
+    )
+    filter_stale_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="a fix older than its device's newest fix by more is filtered",
+    )
+    filter_max_hdop: float = Field(
+        default=10.0, gt=0, description="a fix with a larger hdop is filtered"
+    )
     retention_days: int | None = Field(
         default=None,
         ge=1,

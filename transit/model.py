@@ -13,7 +13,9 @@ MRN_RE = re.compile(r"^\d{2}[A-Z]{2}[A-Z0-9]{12}[A-Z]\d$")
 
 
 class Fix(BaseModel):
-    """One position report of a tracker, in event time (UTC)."""
+    """One position report of a tracker, in event time (UTC), as the tracker sent it:
+    whether it is believed (a position in range, a sane time, ...) is for the ingest
+    filters to say (``transit/rules/filters.py``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -21,8 +23,8 @@ class Fix(BaseModel):
     seq: int
     idx: int = 0
     time: datetime
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(allow_inf_nan=False)
+    lon: float = Field(allow_inf_nan=False)
     speed_kmh: float | None = None
     course_deg: float | None = None
     hdop: float | None = None

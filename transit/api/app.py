@@ -16,6 +16,7 @@ from transit.api.routes import (
     admin,
     alerts,
     dead_letters,
+    filtered_fixes,
     health,
     keys,
     metrics,
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for r in (admin, registry, transits, alerts, keys, dead_letters):
+    for r in (admin, registry, transits, alerts, keys, dead_letters, filtered_fixes):
         app.include_router(r.router, prefix="/api/v1")
     app.include_router(live.router)
     app.include_router(web.router)

@@ -119,6 +119,13 @@ def write_batch(
                     " course_deg, hdop) SELECT * FROM fixes_stage ON CONFLICT DO NOTHING"
                 )
                 inserted = cur.rowcount
+                # Each device's newest stored fix: the stale filter's reference.
+                cur.execute(
+                    "UPDATE devices d SET last_fix_time = s.t FROM (SELECT device_id,"
+                    " max(time) AS t FROM fixes_stage GROUP BY device_id) s"
+                    " WHERE d.device_id = s.device_id"
+                    " AND (d.last_fix_time IS NULL OR d.last_fix_time < s.t)"
+                )
         if seal_events:
             with conn.cursor() as cur:
                 with cur.copy(

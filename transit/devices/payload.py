@@ -38,11 +38,12 @@ class _Strict(BaseModel):
 
 
 class FixV1(_Strict):
-    """One GNSS fix inside a telemetry message."""
+    """One GNSS fix inside a telemetry message. A position out of range is not a
+    malformed message: the fix is kept apart by the ingest filters, the others stored."""
 
     t: datetime
-    lat: Annotated[float, Field(ge=-90, le=90)]
-    lon: Annotated[float, Field(ge=-180, le=180)]
+    lat: Annotated[float, Field(allow_inf_nan=False)]
+    lon: Annotated[float, Field(allow_inf_nan=False)]
     speed_kmh: Annotated[float, Field(ge=0, le=400)] | None = None
     course_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
     hdop: Annotated[float, Field(ge=0)] | None = None

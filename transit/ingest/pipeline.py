@@ -20,6 +20,7 @@ from transit.geofence.engine import Checked, GeofenceEngine
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.batch import TransitRules, observe_batch
 from transit.rules.deviation import DeviationRule, DeviationState
+from transit.rules.filters import FilteredFix, FixFilters, Screened, find_jumps, screen_fixes
 from transit.rules.movement import (
     FixView,
     MovementState,
@@ -84,6 +85,8 @@ class BatchResult:
     fixes: list[Fix] = field(default_factory=list)
     seal_events: list[SealEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # fixes the filters kept apart (never stored with the others, drawn or ruled on)
+    filtered: list[FilteredFix] = field(default_factory=list)
     alerts: list[AlertEvent] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
     # (tracker, reporting device, time, battery %) from telemetry and seal reports
@@ -106,6 +109,9 @@ class Pipeline:
         self.rules: dict[str, TransitRules] = {}  # by MRN
         self.last_received: dict[str, datetime] = {}
         self.thresholds = Thresholds()
+        self.filters = FixFilters()
+        # Each device's newest accepted fix (epoch seconds): the stale filter's reference.
+        self.newest: dict[str, float] = {}
         # Conditions whose alert is open in the database, by MRN: (type, key).
         self._held: dict[str, set[tuple[str, str]]] = {}
 
@@ -123,9 +129,14 @@ class Pipeline:
             if t.mrn not in self.rules:
                 self.rules[t.mrn] = self._new_rules(t)
 
+    def set_newest(self, times: dict[str, datetime]) -> None:
+        """Each device's newest stored fix, as the database has it."""
+        self.newest = {d: t.timestamp() for d, t in times.items()}
+
     def reset_state(self) -> None:
         """Forget rule state (a batch was rolled back): it is rebuilt from the stream."""
         self.rules = {}
+        self.newest = {}
         for t in self.transits.values():
             self.rules[t.mrn] = self._new_rules(t)
 
@@ -206,6 +217,8 @@ class Pipeline:
                 out.fixes.extend(wire.fixes_of(device_id, model))
                 if model.battery_pct is not None:
                     t = model.fixes[-1].t
+                    if now is not None and t.timestamp() > now.timestamp() + self.filters.future_s:
+                        t = now  # the reading is now; its fix's time is filtered as future
                     out.batteries.append((device_id, device_id, t, model.battery_pct))
             elif isinstance(model, wire.SealV1):
                 event = wire.seal_event_of(device_id, model)
@@ -227,7 +240,17 @@ class Pipeline:
                     out.alerts.append(alert)
             else:
                 out.statuses[device_id] = model.state
-        out.alerts.extend(self._check_corridors(out.fixes, out.lifecycle))
+        if out.fixes:
+            screened = screen_fixes(out.fixes, now, self.newest, self.filters)
+            self.newest.update(screened.newest)
+            out.fixes = screened.accepted()
+            out.filtered = screened.filtered(self.filters, now)
+            events, jumped = self._check_corridors(screened, out.lifecycle)
+            out.alerts.extend(events)
+            if jumped:
+                gone = {id(j.fix) for j in jumped}
+                out.fixes = [f for f in out.fixes if id(f) not in gone]
+                out.filtered += jumped
         for tracker, reporter, t, pct in out.batteries:
             transit = self.transits.get(tracker)
             if transit is not None:
@@ -236,31 +259,46 @@ class Pipeline:
         return out
 
     def _check_corridors(
-        self, fixes: list[Fix], lifecycle: list[LifecycleEvent]
-    ) -> list[AlertEvent]:
-        mine = [f for f in fixes if f.device_id in self.transits]
-        if not mine or self.engine is None:
-            return []
-        mine.sort(key=lambda f: (f.device_id, f.time))
-        n = len(mine)
-        lons = np.fromiter((f.lon for f in mine), dtype=np.float64, count=n)
-        lats = np.fromiter((f.lat for f in mine), dtype=np.float64, count=n)
-        speeds = np.fromiter(
-            (np.nan if f.speed_kmh is None else f.speed_kmh for f in mine), np.float64, n
-        )
+        self, sc: Screened, lifecycle: list[LifecycleEvent]
+    ) -> tuple[list[AlertEvent], list[FilteredFix]]:
+        """The accepted fixes of transits under way through the jump filter, the
+        geofence engine, the rules and the lifecycle. Returns the alerts and the fixes
+        that jumped (filtered: they go no further)."""
+        in_transit = np.fromiter((d in self.transits for d in sc.names), bool, len(sc.names))
+        idx = np.flatnonzero((sc.code == 0) & in_transit[sc.device])
+        if not len(idx) or self.engine is None:
+            return [], []
+        # By device (in name order), then by event time.
+        rank = np.argsort(np.argsort(np.asarray(sc.names)))
+        order = idx[np.lexsort((sc.seconds[idx], rank[sc.device[idx]]))]
+        mine, starts, transits = self._layout(sc, order)
+        rules = [self._rules_of(t) for t in transits]
+        lons, lats, seconds = sc.lons[order], sc.lats[order], sc.seconds[order]
         times = [f.time for f in mine]
-        seconds = np.fromiter((t.timestamp() for t in times), np.float64, n)
-        devices = np.asarray([f.device_id for f in mine], dtype=object)
-        starts = [0, *(np.flatnonzero(devices[1:] != devices[:-1]) + 1).tolist()]
-        transits = [self.transits[devices[s]] for s in starts]
+        jumps, events = find_jumps(
+            lons, lats, seconds, times, np.asarray(starts, dtype=np.int64), rules
+        )
+        jumped = [FilteredFix(mine[i], "jump", detail) for i, detail in jumps.items()]
+        if jumps:
+            # Jumped fixes go no further: the batch is laid out again without them.
+            keep = np.ones(len(order), dtype=bool)
+            keep[list(jumps)] = False
+            order = order[keep]
+            if not len(order):
+                return events, jumped
+            mine, starts, transits = self._layout(sc, order)
+            rules = [self._rules_of(t) for t in transits]
+            lons, lats, seconds = sc.lons[order], sc.lats[order], sc.seconds[order]
+            times = [f.time for f in mine]
+        n = len(mine)
+        speeds = sc.speeds[order]
         corridor = np.repeat(
             self.engine.indices([t.corridor_id for t in transits]),
             np.diff(np.r_[starts, n]),
         )
         checked = self.engine.check(lons, lats, corridor, speeds)
-        rules = [self._rules_of(t) for t in transits]
         before = [r.movement.last for r in rules]
-        events = observe_batch(
+        events += observe_batch(
             checked,
             lons,
             lats,
@@ -275,7 +313,17 @@ class Pipeline:
             lifecycle += self._lifecycle(
                 t, checked, lons, lats, times, starts[g], ends[g], before[g]
             )
-        return events
+        return events, jumped
+
+    def _layout(
+        self, sc: Screened, order: NDArray[np.int64]
+    ) -> tuple[list[Fix], list[int], list[ActiveTransit]]:
+        """The fixes at ``order`` (grouped by device), where each device's group
+        starts, and each group's transit."""
+        devices = sc.device[order]
+        starts = [0, *(np.flatnonzero(devices[1:] != devices[:-1]) + 1).tolist()]
+        transits = [self.transits[sc.names[int(devices[s])]] for s in starts]
+        return [sc.fixes[i] for i in order.tolist()], starts, transits
 
     def _lifecycle(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from transit.db import store
+from transit.db import filtered, store
 from transit.geofence import borders
 from transit.geofence.corridor import Office, build_corridor
 from transit.geofence.engine import GeofenceEngine
@@ -23,7 +23,8 @@ def load_pipeline(
 ) -> str:
     """Bring ``pipeline`` up to the database: corridors and offices (cut and indexed
     again only when they differ from ``geo_signature``), registered devices, transits
-    under way and their open alerts. Returns the corridors' and offices' signature."""
+    under way and their open alerts, each device's newest stored fix. Returns the
+    corridors' and offices' signature."""
     corridor_rows = store.corridor_rows(conn)
     office_rows = store.office_rows(conn)
     signature = json.dumps([corridor_rows, office_rows], default=str, sort_keys=True)
@@ -37,6 +38,7 @@ def load_pipeline(
         pipeline.engine = GeofenceEngine(corridors, offices, country_borders)
     pipeline.devices = store.device_keys(conn)
     pipeline.set_transits(store.active_transits(conn), store.open_alert_keys(conn))
+    pipeline.set_newest(filtered.newest_fix_times(conn))
     return signature
 
 
@@ -48,4 +50,5 @@ def write_result(conn: psycopg.Connection[Any], result: BatchResult) -> tuple[in
         conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
     )
     store.apply_lifecycle(conn, result.lifecycle)
+    filtered.write_filtered(conn, result.filtered)
     return rows, alert_ids

@@ -33,6 +33,7 @@ from transit.geofence import borders
 from transit.ingest.pipeline import Pipeline, RawMessage
 from transit.ingest.storage import load_pipeline, write_result
 from transit.mqtt import connect_properties, make_client
+from transit.rules.filters import FixFilters
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Stats:
     batches: int = 0
     alerts_raised: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+    filtered_fixes: Counter[str] = field(default_factory=Counter)  # by reason
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
     commit_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
     ack_lag_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
@@ -110,6 +112,7 @@ class Stats:
             "batches": self.batches,
             "alerts_raised": self.alerts_raised,
             "dead_letters": dict(self.dead_letters),
+            "filtered_fixes": dict(self.filtered_fixes),
             "batch_size": self.batch_size.as_json(),
             "commit_ms": self.commit_ms.as_json(),
             "ack_lag_ms": self.ack_lag_ms.as_json(),
@@ -135,6 +138,9 @@ class IngestWorker:
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self.pipeline = Pipeline()
+        self.pipeline.filters = FixFilters(
+            settings.filter_future_s, settings.filter_stale_s, settings.filter_max_hdop
+        )
         self._geo_signature = ""
         path = borders.default_path()
         self._borders = borders.load(path) if path.exists() else None
@@ -261,6 +267,7 @@ class IngestWorker:
             if qos > 0 and gen == self._generation:
                 self.client.ack(mid, qos)
         self._count(len(batch), rows, len(result.fixes), result.dead_letters)
+        self.stats.filtered_fixes.update(f.reason for f in result.filtered)
         lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
         self.stats.ack_lag_ms.observe(lag)
         self.stats.last_ack_lag_ms = lag

@@ -119,6 +119,40 @@ def _condition(
     )
 
 
+def jump_of(th: Thresholds, last: FixView, fix: FixView) -> tuple[float, float] | None:
+    """``(metres, implied km/h)`` when ``fix`` jumped away from ``last`` (the last good
+    fix, older): at least ``jump_min_m`` away, faster than ``max_speed_kmh``. None if not."""
+    gap = (fix.time - last.time).total_seconds()
+    metres = _distance_m(last, fix)
+    if metres >= th.jump_min_m and metres / gap * 3.6 > th.max_speed_kmh:
+        return metres, metres / gap * 3.6
+    return None
+
+
+def jump_alert(
+    state: MovementState,
+    ctx: TransitContext,
+    last: FixView,
+    fix: FixView,
+    metres: float,
+    kmh: float,
+) -> AlertEvent | None:
+    """The GPS jump alert for a jumped fix: one alert per jump away from the last good
+    fix; fixes that stay jumped are its evidence."""
+    return _condition(
+        state,
+        ctx,
+        AlertType.GPS_JUMP,
+        Severity.HIGH,
+        "open",
+        fix.time,
+        last.time.isoformat(),
+        {"jump_m": round(metres), "implied_kmh": round(kmh)},
+        fix.lat,
+        fix.lon,
+    )
+
+
 def observe_fix(
     th: Thresholds, state: MovementState, ctx: TransitContext, fix: FixView
 ) -> list[AlertEvent]:
@@ -137,19 +171,10 @@ def observe_fix(
 
     if last is not None:
         gap = (fix.time - last.time).total_seconds()
-        metres = _distance_m(last, fix)
-        if metres >= th.jump_min_m and metres / gap * 3.6 > th.max_speed_kmh:
-            # One alert per jump away from the last good fix; fixes that stay jumped
-            # are its evidence.
-            event(
-                AlertType.GPS_JUMP,
-                Severity.HIGH,
-                "open",
-                last.time.isoformat(),
-                jump_m=round(metres),
-                implied_kmh=round(metres / gap * 3.6),
-            )
-            return out  # a jumped fix says nothing reliable about stops or places
+        jump = jump_of(th, last, fix)
+        if jump is not None:
+            ev = jump_alert(state, ctx, last, fix, *jump)
+            return [ev] if ev is not None else []  # says nothing reliable of stops or places
         if gap >= th.signal_lost_s:
             # Found in event time: a hole in the track, already over when we see it.
             key = last.time.isoformat()

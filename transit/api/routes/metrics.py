@@ -47,6 +47,15 @@ class _IngestCollector:
             for reason, n in st.get("dead_letters", {}).items():
                 dead.add_metric([wid, reason], float(n))
         yield dead
+        kept_apart = CounterMetricFamily(
+            "transit_ingest_filtered_fixes",
+            "fixes the ingest filters kept apart (not drawn, not ruled on), by reason",
+            labels=["worker", "reason"],
+        )
+        for wid, _, st in self.rows:
+            for reason, n in st.get("filtered_fixes", {}).items():
+                kept_apart.add_metric([wid, reason], float(n))
+        yield kept_apart
         for key, doc in (
             ("batch_size", "messages per committed batch"),
             ("commit_ms", "milliseconds to write and commit a batch"),

@@ -48,7 +48,10 @@ def test_simulated_deviation_and_seal_cut_are_readable_through_the_api(
     fleet = Fleet(settings, [p.truck(i) for i, p in enumerate(plans)], realtime=False)
     fleet.connect()
     try:
-        fleet.run(steps=20, start=datetime(2026, 11, 23, 6, 0, tzinfo=UTC))
+        # Event time from now on (the transit was just declared; its track starts at its
+        # declaration, and fixes over the clock tolerance ahead would be filtered): 20
+        # intervals of 10 s stay within it.
+        fleet.run(steps=20, start=datetime.now(UTC).replace(microsecond=0))
         # Every fix once: as many rows as distinct fix times, 20 for every truck.
         expected = {p.device_id: (20, 20) for p in plans}
         deadline = time.monotonic() + 30
@@ -115,9 +118,11 @@ def test_signed_device_forged_and_unsigned_messages_are_dead_lettered(settings, 
     c.loop_start()
     topic = wire.topic_for(dev, "telemetry")
 
+    stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
+
     def body(seq: int, lat: float) -> bytes:
         return json.dumps(
-            {"v": 1, "seq": seq, "fixes": [{"t": "2026-11-23T07:00:00Z", "lat": lat, "lon": 103.8}]}
+            {"v": 1, "seq": seq, "fixes": [{"t": stamp, "lat": lat, "lon": 103.8}]}
         ).encode()
 
     def send(payload: bytes, sig: str | None) -> None:

@@ -212,3 +212,30 @@ def test_partner_sees_only_its_trucks_and_no_alert_panel(stack, settings) -> Non
         assert countries and all("LA" in c for c in countries)
         assert page.is_hidden("#alerts-section")
         browser.close()
+
+
+def test_a_revoked_key_signs_the_control_room_out(settings, api_url) -> None:
+    """The live feed closes with 4401 when the key is revoked; the page asks for
+    another key instead of reconnecting with the dead one."""
+    with psycopg.connect(settings.database_url) as conn:
+        key = keys.create(conn, "control_room", label="browser revocation test")
+        conn.commit()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{api_url}/map")
+        page.fill("#key", key)
+        page.click("#signin-form button")
+        page.wait_for_selector("#link.up", timeout=15_000)
+        assert page.is_hidden("#signin")
+        with psycopg.connect(settings.database_url) as conn:
+            keys.revoke(conn, keys.key_id(key), actor="test")
+            conn.commit()
+        page.wait_for_selector("#signin", state="visible", timeout=10_000)
+        assert "Signed out" in page.inner_text("#signin-error")
+        assert "revoked" in page.inner_text("#signin-error")
+        assert page.evaluate("() => sessionStorage.getItem('transit.key')") is None
+        reconnects = page.evaluate("() => window.transitMap.reconnects")
+        page.wait_for_timeout(1_500)
+        assert page.evaluate("() => window.transitMap.reconnects") == reconnects
+        browser.close()

@@ -300,8 +300,16 @@
         addAlert(m.alert);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       setLink(false);
+      if (ev.code === 4401) {
+        // The key was revoked or expired: reconnecting cannot help, ask for another.
+        S.key = '';
+        sessionStorage.removeItem('transit.key');
+        $('signin-error').textContent = `Signed out: ${ev.reason || 'the API key is no longer valid'}`;
+        $('signin').hidden = false;
+        return;
+      }
       if (S.ws !== ws || !S.key) return;
       S.reconnects += 1;
       setTimeout(connect, Math.min(10000, 500 * 2 ** S.retry++));

@@ -15,7 +15,7 @@ import pytest
 from transit import keys
 from transit.api.app import create_app
 from transit.api.security import PERMISSIONS
-from transit.db import reference
+from transit.db import devices, transits
 from transit.geofence.corridor import acts_network
 from transit.model import make_mrn
 from transit.provision import import_geojson
@@ -89,8 +89,8 @@ def test_every_route_with_every_role_answers_as_the_table_says(api_module, role_
 
 def _declare(conn, serial: str, countries, dest: str, corridor: str, tracker: str) -> str:
     mrn = make_mrn(26, countries[0], serial)
-    reference.register_device(conn, tracker, "tracker")
-    reference.declare_transit(
+    devices.register(conn, tracker, "tracker")
+    transits.declare(
         conn,
         mrn=mrn,
         tracker_id=tracker,

@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from transit.broker import device_password
-from transit.db.reference import register_device
+from transit.db.devices import register as register_device
 from transit.mqtt import make_client
 from transit.provision import sync_broker
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from transit.db import reference, store
+from transit.db import devices, store, transits
 from transit.db.migrate import available, current_level, migrate
 from transit.model import AlertEvent, AlertType, Fix, Severity
 
@@ -50,8 +50,8 @@ def _transit_on(db, close_transits, corridor: str, serial: str, details=None) ->
 
     import_geojson(db, acts_network())
     mrn = make_mrn(26, "MY", serial)
-    reference.register_device(db, "TEST-TRK-DB", "tracker")
-    reference.declare_transit(
+    devices.register(db, "TEST-TRK-DB", "tracker")
+    transits.declare(
         db,
         mrn=mrn,
         tracker_id="TEST-TRK-DB",
@@ -63,7 +63,7 @@ def _transit_on(db, close_transits, corridor: str, serial: str, details=None) ->
         status="in_transit",
         details=details,
     )
-    reference.finish_other_transits(db, "TEST-TRK-DB", mrn)
+    transits.finish_other_transits(db, "TEST-TRK-DB", mrn)
     db.commit()
     close_transits.append(mrn)
     return mrn

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from tests.conftest import ROOT
 from transit import keys
-from transit.db.reference import register_device
+from transit.db.devices import register as register_device
 from transit.devices import payload as wire
 from transit.mqtt import make_client
 

@@ -103,7 +103,7 @@ def test_signed_device_forged_and_unsigned_messages_are_dead_lettered(settings, 
     from paho.mqtt.properties import Properties
 
     from transit.broker import device_password
-    from transit.db.reference import register_device
+    from transit.db.devices import register as register_device
     from transit.devices import payload as wire
     from transit.mqtt import make_client
 
@@ -163,7 +163,7 @@ def test_metrics_count_dead_letters_by_reason_and_health_says_ingest_keeps_up(
 ):
     import secrets
 
-    from transit.db.reference import register_device
+    from transit.db.devices import register as register_device
     from transit.devices import payload as wire
     from transit.mqtt import make_client
 

@@ -16,7 +16,7 @@ import pytest
 
 from firmware_sim.serial_fw import VirtualPort, nmea_epoch, seal_report
 from tests.conftest import ROOT
-from transit.db.reference import register_device
+from transit.db.devices import register as register_device
 from transit.devices.eseal import SealFrame
 from transit.model import SealStatus
 from transit.mqtt import connect_properties, make_client

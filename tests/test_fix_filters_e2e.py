@@ -16,7 +16,7 @@ from paho.mqtt.properties import Properties
 
 from firmware_sim.scenario import fleet_plan
 from tests.conftest import put_under_way
-from transit.db import filtered, reference, store
+from transit.db import devices, filtered, store
 from transit.devices import payload as wire
 from transit.geofence.corridor import acts_network
 from transit.model import Fix, make_mrn
@@ -51,7 +51,7 @@ def test_bad_fixes_are_kept_apart_counted_and_neither_drawn_nor_ruled_on(
     plan = replace(base, device_id=f"FLT{token}", mrn=make_mrn(26, "MY", f"FLT{token}"))
     close_transits.append(plan.mrn)
     key = secrets.token_bytes(32)  # a signed tracker, as in the report
-    reference.register_device(db, plan.device_id, "tracker", key)
+    devices.register(db, plan.device_id, "tracker", key)
     db.commit()
     put_under_way(db, settings, [plan])
 
@@ -154,7 +154,7 @@ def test_bad_fixes_are_kept_apart_counted_and_neither_drawn_nor_ruled_on(
 def test_a_filtered_fix_is_kept_once_and_never_beside_its_stored_self(db) -> None:
     store.prepare_session(db)
     dev = f"FLTDB{secrets.token_hex(4).upper()}"
-    reference.register_device(db, dev, "tracker")
+    devices.register(db, dev, "tracker")
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     fix = Fix(device_id=dev, seq=7, idx=0, time=t, lat=0.0, lon=0.0)
     twice = [FilteredFix(fix, "null_island", "0, 0"), FilteredFix(fix, "null_island", "0, 0")]
@@ -174,7 +174,7 @@ def test_a_filtered_fix_is_kept_once_and_never_beside_its_stored_self(db) -> Non
 def test_each_devices_newest_stored_fix_only_moves_forward(db) -> None:
     store.prepare_session(db)
     dev = f"FLTNEW{secrets.token_hex(4).upper()}"
-    reference.register_device(db, dev, "tracker")
+    devices.register(db, dev, "tracker")
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     store.write_batch(db, [Fix(device_id=dev, seq=1, time=t, lat=3.1, lon=101.6)], [], [], [])
     older = Fix(device_id=dev, seq=2, time=t - timedelta(days=1), lat=3.1, lon=101.6)
@@ -189,7 +189,7 @@ def test_a_tracker_whose_fixes_are_all_filtered_is_not_heard(db) -> None:
 
     store.prepare_session(db)
     dev = f"FLTSIL{secrets.token_hex(4).upper()}"
-    reference.register_device(db, dev, "tracker")
+    devices.register(db, dev, "tracker")
     p = Pipeline()
     p.devices = {dev: None}
     now = datetime.now(UTC)

@@ -27,7 +27,7 @@ from transit.bench.ingest import (
     reset_database,
 )
 from transit.broker import device_password
-from transit.db.reference import register_device
+from transit.db.devices import register as register_device
 from transit.edge.outbox import Outbox
 from transit.edge.reader import EdgeConfig, Publisher
 from transit.provision import sync_broker

@@ -304,10 +304,10 @@ def test_ingest_records_a_border_crossing_and_notifies_the_country_entered(
     assert (crossings[0].details["from"], crossings[0].details["to"]) == ("MY", "TH")
     assert crossings[0].details["office"] == "THSDO001"
     # Written as ingest writes it: the timeline, the audit trail and a notice to TH.
-    from transit.db import reference
+    from transit.db import devices, transits
 
-    reference.register_device(db, "TRKX", "tracker")
-    reference.declare_transit(
+    devices.register(db, "TRKX", "tracker")
+    transits.declare(
         db,
         mrn=mrn,
         tracker_id="TRKX",

@@ -19,8 +19,9 @@ from typing import Any
 
 import psycopg
 
+from transit.db import audit as repo
+
 Conn = psycopg.Connection[Any]
-LOCK_KEY = 0x7A0D17  # pg_advisory_xact_lock key of the audit chain
 
 
 def _digest(
@@ -46,22 +47,10 @@ def append(
 ) -> int:
     """Append one entry in the caller's transaction; returns its id."""
     details = json.loads(json.dumps(details or {}, default=str))  # as jsonb will give it back
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-    row = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-    prev = bytes(_col(row, 0)) if row else None
+    prev = repo.lock_head(conn)
     at = datetime.now(UTC)
     digest = _digest(prev, at, actor, action, subject, details)
-    new = conn.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (at, actor, action, subject, json.dumps(details), prev, digest),
-    ).fetchone()
-    return int(_col(new, 0))
-
-
-def _col(row: Any, i: int) -> Any:
-    """A column of a row from a tuple or a dict row factory."""
-    return list(row.values())[i] if isinstance(row, dict) else row[i]
+    return repo.insert(conn, at, actor, action, subject, json.dumps(details), prev, digest)
 
 
 @dataclass
@@ -88,24 +77,19 @@ def verify(conn: Conn, head: str | None = None) -> Verdict:
     prev_id: int | None = None
     count = 0
     seen: dict[int, str] = {}
-    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-        cur.execute(
-            "SELECT id, at, actor, action, subject, details, prev_hash, hash"
-            " FROM audit_log ORDER BY id"
-        )
-        for rid, at, actor, action, subject, details, prev_hash, digest in cur:
-            count += 1
-            stored_prev = bytes(prev_hash) if prev_hash is not None else None
-            if stored_prev != prev:
-                problems.append(
-                    f"row {rid}: does not follow row {prev_id} (a row was deleted or altered)"
-                )
-            want = _digest(stored_prev, at, actor, action, subject, details)
-            if digest is None or bytes(digest) != want:
-                problems.append(f"row {rid}: its content does not match its hash (edited)")
-            prev = bytes(digest) if digest is not None else None
-            prev_id = rid
-            seen[rid] = prev.hex() if prev else ""
+    for rid, at, actor, action, subject, details, prev_hash, digest in repo.chain(conn):
+        count += 1
+        stored_prev = bytes(prev_hash) if prev_hash is not None else None
+        if stored_prev != prev:
+            problems.append(
+                f"row {rid}: does not follow row {prev_id} (a row was deleted or altered)"
+            )
+        want = _digest(stored_prev, at, actor, action, subject, details)
+        if digest is None or bytes(digest) != want:
+            problems.append(f"row {rid}: its content does not match its hash (edited)")
+        prev = bytes(digest) if digest is not None else None
+        prev_id = rid
+        seen[rid] = prev.hex() if prev else ""
     if head is not None:
         hid, _, hhash = head.partition(":")
         if not hid.isdigit() or seen.get(int(hid)) != hhash:

@@ -45,7 +45,7 @@ def cmd_devices_register(args: argparse.Namespace) -> int:
     import secrets
 
     from transit.broker import device_password
-    from transit.db.reference import register_device
+    from transit.db.devices import register as register_device
     from transit.devices.payload import split_topic
     from transit.provision import sync_broker
 
@@ -158,16 +158,11 @@ def cmd_geo_import(args: argparse.Namespace) -> int:
 
 
 def cmd_geo_export(args: argparse.Namespace) -> int:
-    from transit.db import store
-    from transit.geofence.corridor import Office, build_corridor
+    from transit.db import corridors, offices
 
     with _conn() as conn:
-        corridors = [
-            build_corridor(cid, name, route["coordinates"], width, countries, props)
-            for cid, name, width, route, countries, props in store.corridor_rows(conn)
-        ]
-        offices = [Office(*row) for row in store.office_rows(conn)]
-    features = [c.to_feature() for c in corridors] + [o.to_feature() for o in offices]
+        features = [c.to_feature() for c in corridors.list_all(conn)]
+        features += [o.to_feature() for o in offices.list_all(conn)]
     print(json.dumps({"type": "FeatureCollection", "features": features}, indent=1))
     return 0
 

@@ -10,6 +10,7 @@ import psycopg
 
 from transit import retention
 from transit.config import Settings
+from transit.db import server
 from transit.db.migrate import available, current_level, timescale_license
 from transit.mqtt import make_client
 
@@ -26,29 +27,22 @@ def check_database(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {"ok": False}
     try:
         with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
-            out["server_version"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            row = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-            ).fetchone()
+            out["server_version"] = server.version(conn)
+            timescale = server.timescale_version(conn)
             out["timescaledb"] = {
-                "installed": row is not None,
-                "version": row[0] if row else None,
+                "installed": timescale is not None,
+                "version": timescale,
                 "edition": timescale_license(conn),
             }
-            hyper: list[str] = []
-            if row:
-                hyper = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1"
-                    ).fetchall()
-                ]
+            hyper = server.hypertables(conn) if timescale else []
             out["hypertables"] = hyper
             level = current_level(conn)
             latest = available()[-1].version
             out["migrations"] = {"level": level, "latest": latest, "pending": latest - level}
             out["ok"] = (
-                bool(row) and level == latest and all(h in hyper for h in EXPECTED_HYPERTABLES)
+                bool(timescale)
+                and level == latest
+                and all(h in hyper for h in EXPECTED_HYPERTABLES)
             )
             out["storage"] = check_storage(conn, hyper)
             out["retention"] = check_retention(conn, settings.retention_days)
@@ -63,34 +57,14 @@ def check_storage(conn: psycopg.Connection[Any], hypertables: list[str]) -> dict
     where a time column says so, and for a hypertable the bytes per day of its whole
     chunks of the last week (each chunk's time range against its size)."""
     tables: dict[str, dict[str, Any]] = {}
-    names = conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
-        # not an extension's own tables (PostGIS's spatial_ref_sys)
-        " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
-        "   AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1"
-    ).fetchall()
-    for (name,) in names:
+    for name in server.tables(conn):
         t: dict[str, Any] = {"hypertable": name in hypertables}
-        size = "hypertable_size" if t["hypertable"] else "pg_total_relation_size"
-        t["bytes"] = int(_scalar(conn, f"SELECT {size}(%s::regclass)", (name,)) or 0)
+        t["bytes"] = server.table_bytes(conn, name, t["hypertable"])
         column = GROWTH_COLUMNS.get(name)
         if t["hypertable"]:
-            column = _scalar(
-                conn,
-                "SELECT column_name FROM timescaledb_information.dimensions"
-                " WHERE hypertable_schema = 'public' AND hypertable_name = %s"
-                " ORDER BY dimension_number LIMIT 1",
-                (name,),
-            )
+            column = server.time_column(conn, name)
         if column:
-            t["rows_last_24h"] = int(
-                _scalar(
-                    conn,
-                    f"SELECT count(*) FROM {name}"
-                    f" WHERE {column} > now() - interval '24 hours' AND {column} <= now()",
-                )
-            )
+            t["rows_last_24h"] = server.rows_between(conn, name, column)
         if t["hypertable"]:
             t.update(_chunk_growth(conn, name, str(column)))
         tables[name] = t
@@ -101,30 +75,15 @@ def check_storage(conn: psycopg.Connection[Any], hypertables: list[str]) -> dict
 def _chunk_growth(conn: psycopg.Connection[Any], table: str, column: str) -> dict[str, Any]:
     """A hypertable's chunks, its oldest data, bytes per day from whole chunks, and the
     bytes of the last 24 hours (the chunks holding them, pro rata of their rows)."""
-    rows = conn.execute(
-        "SELECT c.range_start, c.range_end, s.total_bytes"
-        " FROM timescaledb_information.chunks c JOIN chunks_detailed_size(%s::regclass) s"
-        " ON s.chunk_schema = c.chunk_schema AND s.chunk_name = c.chunk_name"
-        " WHERE c.hypertable_schema = 'public' AND c.hypertable_name = %s"
-        " ORDER BY c.range_start",
-        (table, table),
-    ).fetchall()
-    now = _scalar(conn, "SELECT now()")
+    rows = server.chunk_sizes(conn, table)
+    now = server.now(conn)
     recent = [r for r in rows if r[1] <= now and r[0] >= now - timedelta(days=7)]
     days = sum((r[1] - r[0]).total_seconds() for r in recent) / 86400
     day = [r for r in rows if r[1] > now - timedelta(hours=24) and r[0] <= now]
     last_24h = None
     if day:
-        held = _scalar(
-            conn,
-            f"SELECT count(*) FROM {table} WHERE {column} >= %s AND {column} < %s",
-            (day[0][0], day[-1][1]),
-        )
-        fresh = _scalar(
-            conn,
-            f"SELECT count(*) FROM {table}"
-            f" WHERE {column} > now() - interval '24 hours' AND {column} <= now()",
-        )
+        held = server.rows_between(conn, table, column, day[0][0], day[-1][1])
+        fresh = server.rows_between(conn, table, column)
         chunk_bytes = sum(int(r[2] or 0) for r in day)
         last_24h = round(chunk_bytes * fresh / held) if held else 0
     return {
@@ -136,16 +95,11 @@ def _chunk_growth(conn: psycopg.Connection[Any], table: str, column: str) -> dic
     }
 
 
-def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()) -> Any:
-    row = conn.execute(sql.encode(), params).fetchone()
-    return row[0] if row else None
-
-
 def check_retention(conn: psycopg.Connection[Any], days: int | None) -> dict[str, Any]:
     """The retention set, and what a run now would drop (nothing is dropped here)."""
     if days is None:
         return {"days": None}
-    now = _scalar(conn, "SELECT now()")
+    now = server.now(conn)
     report = retention.run(conn, days, now, dry_run=True).as_json()
     conn.rollback()
     return {

@@ -23,21 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from transit import audit
+from transit.db import keys as repo
+from transit.db import offices
 
 ROLES = ("admin", "officer", "control_room", "partner")
 KEY_ID = re.compile(r"^[0-9a-f]{8}$")
-
-# The columns anyone may see, and the key's state at the database's clock.
-_INFO_SQL = """
-SELECT prefix AS id, role, office, country, label, created_at, created_by, expires_at,
-       revoked_at, revoked_by, last_used_at,
-       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
-            WHEN expires_at <= now() THEN 'expired' ELSE 'active' END AS status
-FROM api_keys
-"""
 
 
 @dataclass(frozen=True)
@@ -144,10 +136,8 @@ def create(
         raise KeyRequestError(
             "country", "a partner's key is bound to one country (--country), and only theirs"
         )
-    if office is not None:
-        found = conn.execute("SELECT 1 FROM offices WHERE ref = %s", (office,)).fetchone()
-        if not found:
-            raise KeyRequestError("office", f"no office {office!r}")
+    if office is not None and not offices.exists(conn, office):
+        raise KeyRequestError("office", f"no office {office!r}")
     if country is not None and (
         len(country) != 2 or not country.isalpha() or not country.isupper()
     ):
@@ -157,18 +147,13 @@ def create(
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise KeyRequestError("expires_at", "the expiry must name its time zone")
-        row = conn.execute("SELECT %s::timestamptz > now()", (expires_at,)).fetchone()
-        if not row or not _first(row):
+        if not repo.in_future(conn, expires_at):
             raise KeyRequestError(
                 "expires_at", f"the expiry {_iso(expires_at)} is not in the future"
             )
     prefix = secrets.token_hex(4)
     key = f"tk_{prefix}_{secrets.token_urlsafe(24)}"
-    conn.execute(
-        "INSERT INTO api_keys (prefix, key_hash, role, office, country, label, created_by,"
-        " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (prefix, _hash(key), role, office, country, label, actor, expires_at),
-    )
+    repo.insert(conn, prefix, _hash(key), role, office, country, label, actor, expires_at)
     audit.append(
         conn,
         actor,
@@ -185,27 +170,15 @@ def create(
     return key
 
 
-def _first(row: Any) -> Any:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
-
-
 def list_keys(conn: psycopg.Connection[Any], include_inactive: bool = False) -> list[KeyInfo]:
     """The keys, oldest first: the active ones, or with ``include_inactive`` every key
     ever made (revoked and expired too)."""
-    where = (
-        ""
-        if include_inactive
-        else " WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_INFO_SQL + where + " ORDER BY created_at, id").fetchall()
-    return [KeyInfo(**r) for r in rows]
+    return [KeyInfo(**r) for r in repo.infos(conn, include_inactive)]
 
 
 def get(conn: psycopg.Connection[Any], kid: str) -> KeyInfo | None:
     """One key by its public id, or None."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_INFO_SQL + " WHERE prefix = %s", (kid,)).fetchone()
+    row = repo.info(conn, kid)
     return KeyInfo(**row) if row else None
 
 
@@ -216,12 +189,7 @@ def revoke(conn: psycopg.Connection[Any], kid: str, actor: str, reason: str = ""
     Raises:
         LookupError: no key has this id.
         ValueError: the key was already revoked."""
-    row = conn.execute(
-        "UPDATE api_keys SET revoked_at = now(), revoked_by = %s"
-        " WHERE prefix = %s AND revoked_at IS NULL RETURNING id",
-        (actor, kid),
-    ).fetchone()
-    if row is None:
+    if not repo.revoke(conn, kid, actor):
         known = get(conn, kid)
         if known is None:
             raise LookupError(f"no key {kid!r}")
@@ -252,21 +220,14 @@ def authenticate(conn: psycopg.Connection[Any], key: str) -> Principal:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "tk":
         raise KeyRefused("the API key is malformed (a key reads tk_<id>_<secret>)")
-    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-        row = cur.execute(
-            "SELECT id, prefix, key_hash, role, office, country, label, revoked_at, expires_at,"
-            " expires_at <= now(),"
-            " last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
-            " FROM api_keys WHERE prefix = %s",
-            (parts[1],),
-        ).fetchone()
-        if row is None or not hmac.compare_digest(bytes(row[2]), _hash(key)):
-            raise KeyRefused("the API key is unknown")
-        rid, prefix, _, role, office, country, label, revoked_at, expires_at, expired, stale = row
-        if revoked_at is not None or expired:
-            raise KeyRefused(_refusal(prefix, revoked_at, expires_at))
-        if stale:
-            cur.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (rid,))
+    row = repo.for_authentication(conn, parts[1])
+    if row is None or not hmac.compare_digest(bytes(row[2]), _hash(key)):
+        raise KeyRefused("the API key is unknown")
+    rid, prefix, _, role, office, country, label, revoked_at, expires_at, expired, stale = row
+    if revoked_at is not None or expired:
+        raise KeyRefused(_refusal(prefix, revoked_at, expires_at))
+    if stale:
+        repo.touch(conn, rid)
     return Principal(rid, prefix, role, office, country.strip() if country else None, label)
 
 
@@ -281,12 +242,7 @@ def lookup(conn: psycopg.Connection[Any], key: str) -> Principal | None:
 def refused(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, str]:
     """Of these keys (by row id), those that no longer work, with the reason: revoked,
     expired, or deleted. One query, for a process re-checking the keys it serves."""
-    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-        rows = cur.execute(
-            "SELECT id, prefix, revoked_at, expires_at, revoked_at IS NOT NULL OR"
-            " expires_at <= now() FROM api_keys WHERE id = ANY(%s)",
-            (ids,),
-        ).fetchall()
+    rows = repo.states(conn, ids)
     out = dict.fromkeys(set(ids) - {r[0] for r in rows}, "the API key was deleted")
     for rid, prefix, revoked_at, expires_at, dead in rows:
         if dead:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from transit import broker
 from transit.config import Settings
-from transit.db import reference
+from transit.db import corridors, devices, offices, transits
 from transit.db.store import Conn
 from transit.geofence.corridor import load_geojson
 
@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 def import_geojson(conn: Conn, doc: dict[str, Any]) -> tuple[int, int]:
     """Upsert the corridors and offices of a FeatureCollection. Returns their counts."""
-    corridors, offices = load_geojson(doc)
+    found_corridors, found_offices = load_geojson(doc)
     with conn.transaction():
-        for o in offices:
-            reference.upsert_office(conn, o)
-        for c in corridors:
-            reference.upsert_corridor(conn, c)
-    return len(corridors), len(offices)
+        for o in found_offices:
+            offices.upsert(conn, o)
+        for c in found_corridors:
+            corridors.upsert(conn, c)
+    return len(found_corridors), len(found_offices)
 
 
 def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> None:
@@ -33,8 +33,8 @@ def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> No
     limit = datetime.now(UTC) + timedelta(hours=hours)
     with conn.transaction():
         for p in plans:
-            reference.register_device(conn, p.device_id, "tracker")
-            reference.declare_transit(
+            devices.register(conn, p.device_id, "tracker")
+            transits.declare(
                 conn,
                 mrn=p.mrn,
                 tracker_id=p.device_id,
@@ -48,12 +48,12 @@ def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> No
                 vehicle=f"SIM {p.device_id}",
                 status="in_transit",
             )
-            reference.finish_other_transits(conn, p.device_id, p.mrn)
+            transits.finish_other_transits(conn, p.device_id, p.mrn)
 
 
 def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:
     """Rewrite the broker's password file and ACL from the devices; reload it."""
-    ids = reference.device_ids(conn)
+    ids = devices.ids(conn)
     conn.commit()
     directory = settings.run_dir / "mosquitto"
     broker.write_files(settings, ids, directory)

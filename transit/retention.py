@@ -2,16 +2,17 @@
 Apache-2 one too); never the evidence of a transit still open or under enquiry.
 
 ``TRANSIT_RETENTION_DAYS`` (unset: everything is kept) says how old telemetry may
-get. ``drop_chunks`` removes whole chunks (a day of ``fixes``, ``seal_events`` or
-``filtered_fixes``, for every device at once), so a chunk goes only when its whole
-time range lies outside every *protected window*: the time, from its declaration
-on, of a transit that is not finished (neither closed nor cancelled), and, from its
-declaration to its closing, of a finished transit whose timeline records an enquiry
-(it went overdue); each widened by :data:`MARGIN`. What may go is then one or more
-ranges older than the cut-off (now less the retention) with the protected windows
-cut out, each dropped with ``drop_chunks(older_than => end, newer_than => start)``.
-A transit declared long ago and never closed holds every chunk from its declaration
-on: the report names the transits that hold chunks back (``held_by``).
+get. ``drop_chunks`` removes whole chunks (a day of ``fixes``, ``seal_events``,
+``filtered_fixes`` or ``raw_messages``, every device's), so a chunk goes only when
+its whole time range lies outside every *protected window*: the time, from its
+declaration on, of a transit that is not finished (neither closed nor cancelled),
+and, from its declaration to its closing, of a finished transit whose timeline
+records an enquiry (it went overdue); each widened by :data:`MARGIN`. What may go is
+then one or more ranges older than the cut-off (now less the retention) with the
+protected windows cut out, each dropped with ``drop_chunks(older_than => end,
+newer_than => start)``. A transit declared long ago and never closed holds every
+chunk from its declaration on: the report names the transits that hold chunks back
+(``held_by``).
 
 The ingest worker that runs the wall-clock rules runs this at start and then once
 an hour: ingest runs wherever telemetry arrives, and a group has exactly one such
@@ -26,12 +27,13 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import tuple_row
 
 from transit import audit
+from transit.db import retention as repo
+from transit.db import server
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ FINISHED = ("closed", "cancelled")
 # hour back for a truck's position), and a fix stamped at the closing is in the
 # track: a window is widened by this much on both sides.
 MARGIN = timedelta(hours=1)
-LOCK_KEY = 0x7E7E11  # pg_advisory_xact_lock key: one retention run at a time
 EVERY_S = 3600.0  # how often the long-running process runs it
 
 
@@ -123,19 +124,7 @@ class Report:
 
 def protected_windows(conn: Conn, older_than: datetime) -> list[Window]:
     """The protected transits whose telemetry starts before ``older_than``."""
-    with conn.cursor(row_factory=tuple_row) as cur:
-        rows = cur.execute(
-            "SELECT t.mrn, t.status, t.declared_at - %s,"
-            " CASE WHEN t.status = ANY(%s) THEN t.closed_at + %s END,"
-            " t.status = 'overdue' OR EXISTS (SELECT 1 FROM transit_events e"
-            "  WHERE e.mrn = t.mrn AND e.kind = 'overdue')"
-            " FROM transits t WHERE t.declared_at - %s < %s AND (NOT t.status = ANY(%s)"
-            "  OR t.closed_at IS NULL"
-            "  OR EXISTS (SELECT 1 FROM transit_events e WHERE e.mrn = t.mrn"
-            "             AND e.kind = 'overdue'))"
-            " ORDER BY 3",
-            (MARGIN, list(FINISHED), MARGIN, MARGIN, older_than, list(FINISHED)),
-        ).fetchall()
+    rows = repo.protected(conn, older_than, list(FINISHED), MARGIN)
     return [Window(r[0].strip(), r[1], r[2], r[3], bool(r[4])) for r in rows]
 
 
@@ -149,29 +138,16 @@ def run(
     if days < 1:
         raise ValueError(f"retention days must be at least 1, not {days}")
     cutoff = now - timedelta(days=days)
-    with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        # Old chunks are not written to; a lock still held elsewhere is waited for
-        # only so long (the next run will find them).
-        cur.execute("SET LOCAL lock_timeout = '10s'")
-        windows = protected_windows(conn, cutoff)
-        report = Report(days, cutoff, droppable(cutoff, windows), windows, dry_run=dry_run)
-        fn = "show_chunks" if dry_run else "drop_chunks"
-        present = cur.execute(
-            "SELECT hypertable_name FROM timescaledb_information.hypertables"
-            " WHERE hypertable_schema = 'public' AND hypertable_name = ANY(%s)",
-            (list(HYPERTABLES),),
-        ).fetchall()
-        for table in [t for t in HYPERTABLES if (t,) in present]:
-            names: list[str] = []
-            for r in report.ranges:
-                rows = cur.execute(
-                    f"SELECT {fn}(%s::regclass, older_than => %s::timestamptz,"
-                    " newer_than => %s::timestamptz)",
-                    (table, r.end, r.start),
-                ).fetchall()
-                names += [str(row[0]) for row in rows]
-            report.dropped[table] = names
+    # Old chunks are not written to; a lock still held elsewhere is waited for only
+    # so long (the next run will find them).
+    repo.lock(conn, timeout="10s")
+    windows = protected_windows(conn, cutoff)
+    report = Report(days, cutoff, droppable(cutoff, windows), windows, dry_run=dry_run)
+    fn: Literal["show_chunks", "drop_chunks"] = "show_chunks" if dry_run else "drop_chunks"
+    for table in repo.hypertables(conn, HYPERTABLES):
+        report.dropped[table] = [
+            name for r in report.ranges for name in repo.chunks(conn, table, r.end, r.start, fn)
+        ]
     if not dry_run and any(report.dropped.values()):
         details = report.as_json()
         details.pop("held_by")
@@ -193,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
     with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
-        now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        now = server.now(conn)
         report = run(conn, days, now, actor=_cli_actor(), dry_run=args.dry_run)
         conn.commit()
     out = report.as_json()

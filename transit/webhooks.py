@@ -26,7 +26,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg.rows import tuple_row
+
+from transit.db import outbox
 
 log = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
@@ -40,13 +41,7 @@ def sign(secret: bytes, body: bytes) -> str:
 
 def enqueue(conn: Conn, event: str, mrn: str, countries: list[str], payload: dict[str, Any]) -> int:
     """Queue a notice for each of these countries that has an endpoint. Returns how many."""
-    rows = conn.execute(
-        "INSERT INTO webhook_outbox (country, event, mrn, payload)"
-        " SELECT country, %s, %s, %s FROM partner_endpoints WHERE country = ANY(%s)"
-        " RETURNING id",
-        (event, mrn, json.dumps(payload, default=str), countries),
-    ).fetchall()
-    return len(rows)
+    return outbox.enqueue(conn, event, mrn, countries, payload)
 
 
 def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit: int = 50) -> int:
@@ -54,15 +49,8 @@ def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit:
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``: several senders share the work."""
     delivered = 0
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        rows = cur.execute(
-            "SELECT o.id, o.event, o.payload, o.attempts, p.url, p.secret FROM webhook_outbox o"
-            " JOIN partner_endpoints p ON p.country = o.country"
-            " WHERE o.delivered_at IS NULL AND o.next_at <= now()"
-            " ORDER BY o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED",
-            (limit,),
-        ).fetchall()
-        for oid, event, payload, attempts, url, secret in rows:
+    with conn.transaction():
+        for oid, event, payload, attempts, url, secret in outbox.claim_due(conn, limit):
             body = json.dumps(payload, sort_keys=True).encode()
             error = None
             try:
@@ -81,19 +69,11 @@ def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit:
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:
-                conn.execute(
-                    "UPDATE webhook_outbox SET delivered_at = now(), attempts = attempts + 1,"
-                    " last_error = NULL WHERE id = %s",
-                    (oid,),
-                )
+                outbox.delivered(conn, oid)
                 delivered += 1
             else:
                 wait = min(MAX_BACKOFF_S, backoff_s * 2**attempts)
-                conn.execute(
-                    "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = %s,"
-                    " next_at = now() + make_interval(secs => %s) WHERE id = %s",
-                    (error, wait, oid),
-                )
+                outbox.failed(conn, oid, error, wait)
                 log.warning(
                     "notice %s to %s failed (%s); next try in %.1f s", oid, url, error, wait
                 )
@@ -120,11 +100,7 @@ def run(
 
 def pending(conn: Conn) -> list[dict[str, Any]]:
     """Notices not delivered yet, oldest first (for ``transit notify --status``)."""
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        rows = cur.execute(
-            "SELECT id, country, event, mrn, attempts, next_at, last_error FROM webhook_outbox"
-            " WHERE delivered_at IS NULL ORDER BY id"
-        ).fetchall()
     return [
-        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
+        for r in outbox.pending(conn)
     ]

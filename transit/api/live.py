@@ -38,9 +38,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
+from transit import lifecycle
+from transit.db import alerts, server, transits
+from transit.db.visibility import Visibility
 from transit.keys import KeyRefused, Principal, authenticate, refused
 
 log = logging.getLogger(__name__)
@@ -49,33 +51,9 @@ router = APIRouter()
 SILENT_S = 120.0  # no fix for this long: the truck is drawn as silent
 STOP_KMH = 5.0
 MAX_TRUCKS_PER_FRAME = 20_000
-UNDER_WAY = ["released", "in_transit", "overdue", "arrived"]
+UNDER_WAY = sorted(s.value for s in lifecycle.UNDER_WAY)
 KEY_CHECK_S = 1.0  # how often the clients' keys are re-read (revoked or expired: closed)
 CLOSE_KEY_REFUSED = 4401
-
-TRUCKS_SQL = """
-SELECT t.mrn, t.tracker_id, t.corridor_id, t.countries, t.office_departure,
-       t.office_destination, t.offices_transit, f.time, f.lon, f.lat, f.speed_kmh
-FROM transits t
-JOIN LATERAL (
-    SELECT time, lon, lat, speed_kmh FROM fixes
-    WHERE device_id = t.tracker_id AND time >= t.declared_at - interval '1 hour'
-    ORDER BY time DESC LIMIT 1
-) f ON true
-WHERE t.status = ANY(%s)
-"""
-
-OPEN_SQL = """
-SELECT mrn, array_agg(DISTINCT type) FROM alerts
-WHERE cleared_at IS NULL AND status <> 'resolved' AND mrn IS NOT NULL GROUP BY mrn
-"""
-
-ALERT_COLUMNS = (
-    "a.id, a.mrn, a.device_id, a.type, a.severity, a.status, a.event_time, a.raised_at,"
-    " a.lat, a.lon, a.details, a.cleared_at, a.acknowledged_at, a.acknowledged_by,"
-    " a.assignee, a.resolved_at, a.resolved_by, a.note,"
-    " t.countries, t.office_departure, t.office_destination, t.offices_transit"
-)
 
 
 def truck_state(speed: float | None, age_s: float, open_types: set[str]) -> str:
@@ -91,15 +69,6 @@ def truck_state(speed: float | None, age_s: float, open_types: set[str]) -> str:
     return "on_route"
 
 
-def may_see(who: Principal, countries: list[str], offices: set[str]) -> bool:
-    """Whether a key's holder may see a transit with this itinerary."""
-    if who.role == "partner":
-        return who.country in countries
-    if who.role == "officer":
-        return who.office in offices
-    return True
-
-
 def _json(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
@@ -107,6 +76,7 @@ def _json(v: Any) -> Any:
 @dataclass(eq=False)
 class Client:
     who: Principal
+    vis: Visibility
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     bbox: tuple[float, float, float, float] | None = None
     sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # mrn -> last row sent
@@ -150,9 +120,8 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            row = cur.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()
-            self.alert_id = int(row[0]) if row else 0
+        with self.pool.connection() as conn:
+            self.alert_id = alerts.newest_id(conn)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -199,25 +168,11 @@ class Broadcaster:
         """New alerts (id above the last seen) and alerts worked since the last look;
         with ``since_id``, every alert after it (a client catching up)."""
         now = datetime.now(UTC)
-        where = (
-            "a.id > %s"
-            if since_id is not None
-            else ("a.id > %s OR a.acknowledged_at > %s OR a.resolved_at > %s OR a.cleared_at > %s")
-        )
-        params: tuple[Any, ...] = (
-            (since_id,)
-            if since_id is not None
-            else (self.alert_id, self.alert_seen, self.alert_seen, self.alert_seen)
-        )
-        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            # The newest 1000 at most, oldest first.
-            cur.execute(
-                f"SELECT * FROM (SELECT {ALERT_COLUMNS} FROM alerts a"
-                f" LEFT JOIN transits t ON t.mrn = a.mrn WHERE {where}"
-                " ORDER BY a.id DESC LIMIT 1000) x ORDER BY id",
-                params,
-            )
-            rows = cur.fetchall()
+        with self.pool.connection() as conn:
+            if since_id is not None:
+                rows = alerts.changed(conn, since_id)
+            else:
+                rows = alerts.changed(conn, self.alert_id, self.alert_seen)
         if since_id is None:
             self.alert_seen = now
             if rows:
@@ -225,11 +180,10 @@ class Broadcaster:
         return rows
 
     def _read_trucks(self) -> list[tuple[Any, ...]]:
-        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            rows = cur.execute(TRUCKS_SQL, (UNDER_WAY,)).fetchall()
-            open_types = {r[0]: set(r[1]) for r in cur.execute(OPEN_SQL).fetchall()}
-            now = cur.execute("SELECT now()").fetchone()
-        at = now[0] if now else datetime.now(UTC)
+        with self.pool.connection() as conn:
+            rows = transits.positions(conn, UNDER_WAY)
+            open_types = alerts.open_types(conn)
+            at = server.now(conn)
         out = []
         for mrn, device, corridor, countries, dep, dest, via, t, lon, lat, speed in rows:
             state = truck_state(speed, (at - t).total_seconds(), open_types.get(mrn, set()))
@@ -257,7 +211,7 @@ class Broadcaster:
         public.pop("office_departure", None)
         public.pop("office_destination", None)
         for c in list(self.clients) if clients is None else clients:
-            if c.who.role != "partner" and may_see(c.who, countries, {o for o in offices if o}):
+            if c.vis.sees_alerts and c.vis.sees(countries, {o for o in offices if o}):
                 c.offer({"type": "alert", "alert": public})
 
     def _fan_trucks(self, rows: list[tuple[Any, ...]]) -> None:
@@ -270,7 +224,7 @@ class Broadcaster:
         items = []
         for r in rows:
             countries, offices = self.scope.get(r[0], ([], set()))
-            if not may_see(c.who, countries, offices) or not c.in_view(r[2], r[3]):
+            if not c.vis.sees(countries, offices) or not c.in_view(r[2], r[3]):
                 continue
             if not full and c.sent.get(r[0]) == r:
                 continue
@@ -282,11 +236,11 @@ class Broadcaster:
             c.offer({"type": "trucks", "at": at, "full": full, "items": items})
 
     async def serve(self, ws: WebSocket, who: Principal, since: int | None) -> None:
-        client = Client(who)
+        client = Client(who, Visibility.of(who))
         self.clients.add(client)
         try:
             client.offer({"type": "hello", "role": who.role, "alert_id": self.alert_id})
-            if since is not None and who.role != "partner":
+            if since is not None and client.vis.sees_alerts:
                 for a in await asyncio.to_thread(self._read_alerts, since):
                     self._fan_alert(a, [client])
             # The broadcaster's latest look, or a first one when nobody was watching.

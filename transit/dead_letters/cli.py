@@ -30,7 +30,7 @@ def _time(text: str) -> datetime:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from transit.dead_letters.store import Query, search
+    from transit.db.dead_letters import Query, search
 
     q = Query(args.device, args.reason, args.since, args.until, None, args.before, args.limit)
     with _conn() as conn:
@@ -50,7 +50,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from transit.dead_letters.store import get
+    from transit.db.dead_letters import get
 
     with _conn() as conn:
         d = get(conn, args.id)

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from transit import audit
-from transit.db import store
+from transit.db import dead_letters, devices, store, telemetry
 from transit.geofence import borders
 from transit.ingest.pipeline import BatchResult, Pipeline, RawMessage
 from transit.ingest.storage import load_pipeline, write_result
@@ -85,69 +85,49 @@ def replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
 
 
 def _replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
-    with conn.cursor() as cur:
-        row = cur.execute(
-            "SELECT topic, raw, sig, reason FROM dead_letters WHERE id = %s FOR UPDATE",
-            (letter_id,),
-        ).fetchone()
-        if row is None:
-            raise LookupError(f"no dead letter {letter_id}")
-        topic, raw, sig, reason = row
-        if topic is None:
-            raise NotReplayable(f"dead letter {letter_id} kept no MQTT topic")
-        pipeline = Pipeline()
-        load_pipeline(cur.connection, pipeline, _country_borders())
-        result = pipeline.process([RawMessage(topic, bytes(raw), sig)], now=now)
-        # Refused again: the kept row takes the new reason instead of a second row.
-        refused, result.dead_letters = result.dead_letters, []
-        if refused:
-            outcome = Replay(letter_id, "refused", 0, refused[0].reason, refused[0].detail)
-        else:
-            outcome = _write(cur, letter_id, result)
-        cur.execute(
-            "UPDATE dead_letters SET replays = replays + 1, replayed_at = %s,"
-            " replay_outcome = %s, first_reason = coalesce(first_reason, reason),"
-            " reason = coalesce(%s, reason), detail = coalesce(%s, detail) WHERE id = %s",
-            (now, outcome.outcome, outcome.reason, outcome.detail, letter_id),
-        )
+    letter = dead_letters.take(conn, letter_id)
+    if letter is None:
+        raise LookupError(f"no dead letter {letter_id}")
+    if letter["topic"] is None:
+        raise NotReplayable(f"dead letter {letter_id} kept no MQTT topic")
+    pipeline = Pipeline()
+    load_pipeline(conn, pipeline, _country_borders())
+    result = pipeline.process(
+        [RawMessage(letter["topic"], bytes(letter["raw"]), letter["sig"])], now=now
+    )
+    # Refused again: the kept row takes the new reason instead of a second row.
+    refused, result.dead_letters = result.dead_letters, []
+    if refused:
+        outcome = Replay(letter_id, "refused", 0, refused[0].reason, refused[0].detail)
+    else:
+        outcome = _write(conn, letter_id, result)
+    dead_letters.record_replay(
+        conn, letter_id, now, outcome.outcome, outcome.reason, outcome.detail
+    )
     audit.append(
         conn,
         actor,
         "dead_letter.replay",
         f"dead_letter:{letter_id}",
-        {**outcome.as_json(), "previous_reason": reason},
+        {**outcome.as_json(), "previous_reason": letter["reason"]},
     )
     return outcome
 
 
-def _write(cur: psycopg.Cursor[Any], letter_id: int, result: BatchResult) -> Replay:
+def _write(conn: Conn, letter_id: int, result: BatchResult) -> Replay:
     """Write an accepted message as a worker would, counting the rows that are new."""
     keyed = [(f.device_id, f.seq) for f in result.fixes] + [
         (e.device_id, e.seq) for e in result.seal_events
     ]
-    devices = sorted({d for d, _ in keyed})
+    senders = sorted({d for d, _ in keyed})
     seqs = sorted({s for _, s in keyed})
-    heard = store.last_seen(cur.connection, devices)
-    store.create_staging(cur.connection)
-    before = _rows(cur, devices, seqs)
-    _, alert_ids = write_result(cur.connection, result)
+    heard = store.last_seen(conn, senders)
+    store.create_staging(conn)
+    before = telemetry.stored(conn, senders, seqs)
+    _, alert_ids = write_result(conn, result)
     # Replaying an old message is not hearing from the device now: the silence
     # watchdog keeps the time it was last heard.
-    for device in devices:
-        cur.execute(
-            "UPDATE devices SET last_seen = %s WHERE device_id = %s", (heard.get(device), device)
-        )
-    written = _rows(cur, devices, seqs) - before
+    for device in senders:
+        devices.set_last_seen(conn, device, heard.get(device))
+    written = telemetry.stored(conn, senders, seqs) - before
     return Replay(letter_id, "accepted", written, alert_ids=alert_ids)
-
-
-def _rows(cur: psycopg.Cursor[Any], devices: list[str], seqs: list[int]) -> int:
-    """Telemetry rows stored for these devices' messages (fixes and seal events)."""
-    if not devices:
-        return 0
-    row = cur.execute(
-        "SELECT (SELECT count(*) FROM fixes WHERE device_id = ANY(%s) AND seq = ANY(%s))"
-        " + (SELECT count(*) FROM seal_events WHERE device_id = ANY(%s) AND seq = ANY(%s))",
-        (devices, seqs, devices, seqs),
-    ).fetchone()
-    return int(row[0]) if row else 0

@@ -14,8 +14,9 @@ import psycopg
 from firmware_sim.scenario import TruckPlan, fleet_plan
 from transit import keys
 from transit.config import Settings
+from transit.db import telemetry
+from transit.db.devices import ids as device_ids
 from transit.db.migrate import migrate
-from transit.db.reference import device_ids
 from transit.demo.office import CustomsOffice, run_mrns
 from transit.demo.stack import Services
 from transit.geofence.corridor import acts_network
@@ -131,8 +132,4 @@ def put_under_way(
 def fixes_stored(settings: Settings, fleet: list[TruckPlan], since: datetime) -> int:
     """Fixes stored for the fleet's trackers since ``since``."""
     with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM fixes WHERE device_id = ANY(%s) AND time >= %s",
-            ([p.device_id for p in fleet], since),
-        ).fetchone()
-    return int(row[0]) if row else 0
+        return telemetry.fixes_since(conn, [p.device_id for p in fleet], since)

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from transit import audit
 from transit.api.deps import Db, as_json
 from transit.api.security import Caller
+from transit.db import audit as audit_log
+from transit.db import partners
 
 router = APIRouter(tags=["admin"])
 
@@ -29,12 +31,7 @@ def me(who: Caller) -> dict[str, Any]:
 @router.get("/partners")
 def list_partners(db: Db, who: Caller) -> dict[str, Any]:
     """Registered partner endpoints and their notices waiting."""
-    rows = db.execute(
-        "SELECT p.country, p.url, p.created_at, count(o.id) FILTER"
-        " (WHERE o.delivered_at IS NULL) AS pending FROM partner_endpoints p"
-        " LEFT JOIN webhook_outbox o ON o.country = p.country GROUP BY p.country ORDER BY 1"
-    ).fetchall()
-    return {"items": [as_json(r) for r in rows]}
+    return {"items": [as_json(r) for r in partners.list_all(db)]}
 
 
 @router.put("/partners/{country}")
@@ -45,11 +42,7 @@ def put_partner(
     body: PartnerIn,
 ) -> dict[str, Any]:
     """Register (or replace) a partner country's notice endpoint and secret."""
-    db.execute(
-        "INSERT INTO partner_endpoints (country, url, secret) VALUES (%s, %s, %s)"
-        " ON CONFLICT (country) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret",
-        (country, str(body.url), body.secret.encode()),
-    )
+    partners.put(db, country, str(body.url), body.secret.encode())
     audit.append(db, who.actor, "partner.endpoint", country, {"url": str(body.url)})
     db.commit()
     return {"country": country, "url": str(body.url)}
@@ -60,10 +53,7 @@ def get_audit(
     db: Db, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
     """The newest audit entries and whether the whole chain is intact."""
-    rows = db.execute(
-        "SELECT id, at, actor, action, subject, details FROM audit_log ORDER BY id DESC LIMIT %s",
-        (limit,),
-    ).fetchall()
+    rows = audit_log.newest(db, limit)
     verdict = audit.verify(db)
     return {
         "intact": verdict.ok,

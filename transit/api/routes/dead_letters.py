@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from transit.api.deps import Db
 from transit.api.security import Caller
-from transit.dead_letters import store
+from transit.db import dead_letters as letters
 from transit.dead_letters.replay import NotReplayable, replay
 
 router = APIRouter(tags=["dead letters"])
@@ -36,7 +36,7 @@ def list_dead_letters(
     before: Annotated[
         int | None, Query(ge=1, le=2**62, description="page cursor: next_before of a page")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = 100,
+    limit: Annotated[int, Query(ge=1, le=letters.MAX_LIMIT)] = 100,
 ) -> dict[str, Any]:
     """Dead letters, newest first, with their raw bytes in base64; filtered by sender,
     reason and time received. A full page has ``next_before``: pass it as ``before``
@@ -60,14 +60,14 @@ def list_dead_letters(
                 {"loc": ["query", "to"], "msg": "must be later than from", "type": "value_error"}
             ],
         )
-    q = store.Query(device_id, reason, start, end, replayed, before, limit)
-    return store.search(db, q)
+    q = letters.Query(device_id, reason, start, end, replayed, before, limit)
+    return letters.search(db, q)
 
 
 @router.get("/dead-letters/{letter_id}")
 def get_dead_letter(db: Db, who: Caller, letter_id: LetterId) -> dict[str, Any]:
     """One dead letter, with its raw bytes in base64 and its replays."""
-    letter = store.get(db, letter_id)
+    letter = letters.get(db, letter_id)
     if letter is None:
         raise HTTPException(404, detail=f"no dead letter {letter_id}")
     return letter
@@ -88,4 +88,4 @@ def replay_dead_letter(db: Db, who: Caller, letter_id: LetterId) -> dict[str, An
         db.rollback()
         raise HTTPException(409, detail={"refused": [str(exc)]}) from None
     db.commit()
-    return {**outcome.as_json(), "dead_letter": store.get(db, letter_id)}
+    return {**outcome.as_json(), "dead_letter": letters.get(db, letter_id)}

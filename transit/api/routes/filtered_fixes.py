@@ -8,10 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from transit.api.deps import Db, as_json
+from transit.api.errors import answering
 from transit.api.routes.transit_schemas import MrnPath
-from transit.api.routes.transits import _load
+from transit.api.routes.transits.tracks import until
 from transit.api.security import Caller
+from transit.db import devices
 from transit.db.filtered import list_filtered
+from transit.services.transits import visible
 
 router = APIRouter(tags=["filtered fixes"])
 
@@ -30,9 +33,9 @@ def transit_filtered_fixes(
 ) -> dict[str, Any]:
     """The tracker's fixes kept apart by the filters (never drawn on the track, never
     given to the rules) that arrived from the declaration until the transit closed."""
-    tr = _load(db, mrn, who)
-    until = tr["closed_at"] if tr["status"] in ("closed", "cancelled") else None
-    found = list_filtered(db, tr["tracker_id"], tr["declared_at"], until, reason, limit)
+    with answering(db):
+        tr = visible(db, who, mrn)
+    found = list_filtered(db, tr["tracker_id"], tr["declared_at"], until(tr), reason, limit)
     return {
         "mrn": mrn,
         "device_id": tr["tracker_id"],
@@ -50,7 +53,7 @@ def device_filtered_fixes(
     limit: Annotated[int, LimitQuery] = 1000,
 ) -> dict[str, Any]:
     """A device's fixes kept apart by the filters, whenever they arrived."""
-    if db.execute("SELECT 1 FROM devices WHERE device_id = %s", (device_id,)).fetchone() is None:
+    if not devices.exists(db, device_id):
         raise HTTPException(404, detail=f"no device {device_id}")
     found = list_filtered(db, device_id, None, None, reason, limit)
     return {

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from transit.api.deps import Db
+from transit.db import server
 
 router = APIRouter()
 
@@ -14,5 +15,5 @@ router = APIRouter()
 @router.get("/health")
 def health(db: Db) -> dict[str, Any]:
     """``{"status": "ok"}`` when the database answers."""
-    db.execute("SELECT 1")
+    server.ping(db)
     return {"status": "ok"}

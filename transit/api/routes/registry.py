@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from transit import audit, provision
 from transit.api.deps import Db, as_json, field_error
 from transit.api.security import Caller
-from transit.db import reference, store
-from transit.geofence.corridor import Corridor, Office, load_geojson
+from transit.db import corridors, devices, offices, seals
+from transit.geofence.corridor import Office, load_geojson
 from transit.ingest.pipeline import rules_config
 from transit.model import OFFICE_REF
 
@@ -68,22 +68,19 @@ def _sync_broker(request: Request, db: Db) -> None:
 @router.get("/devices")
 def list_devices(db: Db, who: Caller) -> dict[str, Any]:
     """Registered devices, when each was last heard and its battery."""
-    rows = db.execute(
-        "SELECT device_id, kind, hmac_key IS NOT NULL AS signed, registered_at, last_seen,"
-        " battery_pct, key_rotated_at FROM devices ORDER BY device_id"
-    ).fetchall()
+    rows = devices.list_all(db)
     return {"count": len(rows), "items": [as_json(r) for r in rows]}
 
 
 @router.post("/devices", status_code=201)
 def register_device(db: Db, who: Caller, body: DeviceIn, request: Request) -> dict[str, Any]:
     """Register a device; a signed one gets its HMAC key, shown this once."""
-    if db.execute("SELECT 1 FROM devices WHERE device_id = %s", (body.device_id,)).fetchone():
+    if devices.exists(db, body.device_id):
         raise field_error(
             "device_id", f"{body.device_id} is registered already (rotate its key instead)"
         )
     key = secrets.token_bytes(32) if body.signed else None
-    reference.register_device(db, body.device_id, body.kind, key)
+    devices.register(db, body.device_id, body.kind, key)
     audit.append(db, who.actor, "device.register", body.device_id, {"kind": body.kind})
     db.commit()
     _sync_broker(request, db)
@@ -94,12 +91,7 @@ def register_device(db: Db, who: Caller, body: DeviceIn, request: Request) -> di
 def rotate_key(db: Db, who: Caller, device_id: DeviceId) -> dict[str, Any]:
     """Give a device a new HMAC key (shown this once); the old one stops working."""
     key = secrets.token_bytes(32)
-    row = db.execute(
-        "UPDATE devices SET hmac_key = %s, key_rotated_at = now() WHERE device_id = %s"
-        " RETURNING device_id",
-        (key, device_id),
-    ).fetchone()
-    if row is None:
+    if not devices.rotate_key(db, device_id, key):
         raise HTTPException(404, detail=f"no device {device_id}")
     audit.append(db, who.actor, "device.rotate_key", device_id, {})
     db.commit()
@@ -109,29 +101,16 @@ def rotate_key(db: Db, who: Caller, device_id: DeviceId) -> dict[str, Any]:
 @router.get("/seals")
 def list_seals(db: Db, who: Caller) -> dict[str, Any]:
     """Registered seals, their tracker and whether they are armed."""
-    rows = db.execute(
-        "SELECT seal_id, manufacturer, serial, tracker_id, status, armed, registered_at"
-        " FROM seals ORDER BY seal_id"
-    ).fetchall()
+    rows = seals.list_all(db)
     return {"count": len(rows), "items": [as_json(r) for r in rows]}
 
 
 @router.post("/seals", status_code=201)
 def register_seal(db: Db, who: Caller, body: SealIn) -> dict[str, Any]:
     """Register an e-seal (ISO 18185: manufacturer and serial)."""
-    if (
-        body.tracker_id is not None
-        and not db.execute(
-            "SELECT 1 FROM devices WHERE device_id = %s", (body.tracker_id,)
-        ).fetchone()
-    ):
+    if body.tracker_id is not None and not devices.exists(db, body.tracker_id):
         raise field_error("tracker_id", f"no device {body.tracker_id}")
-    db.execute(
-        "INSERT INTO seals (seal_id, manufacturer, serial, tracker_id) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (seal_id) DO UPDATE SET manufacturer = EXCLUDED.manufacturer,"
-        " serial = EXCLUDED.serial, tracker_id = EXCLUDED.tracker_id",
-        (body.seal_id, body.manufacturer, body.serial, body.tracker_id),
-    )
+    seals.register(db, body.seal_id, body.manufacturer, body.serial, body.tracker_id)
     audit.append(db, who.actor, "seal.register", body.seal_id, body.model_dump())
     db.commit()
     return body.model_dump()
@@ -140,16 +119,14 @@ def register_seal(db: Db, who: Caller, body: SealIn) -> dict[str, Any]:
 @router.get("/offices")
 def list_offices(db: Db, who: Caller) -> dict[str, Any]:
     """Customs offices and parking zones."""
-    rows = db.execute(
-        "SELECT ref, name, country, roles, lon, lat, radius_m FROM offices ORDER BY ref"
-    ).fetchall()
-    return {"count": len(rows), "items": [dict(r) for r in rows]}
+    rows = offices.list_rows(db)
+    return {"count": len(rows), "items": rows}
 
 
 @router.post("/offices", status_code=201)
 def upsert_office(db: Db, who: Caller, body: OfficeIn) -> dict[str, Any]:
     """Create or update an office (or a parking zone, role ``parking``)."""
-    reference.upsert_office(
+    offices.upsert(
         db,
         Office(
             body.ref,
@@ -166,19 +143,11 @@ def upsert_office(db: Db, who: Caller, body: OfficeIn) -> dict[str, Any]:
     return body.model_dump()
 
 
-def _corridors(db: Db) -> list[Corridor]:
-    from transit.geofence.corridor import build_corridor
-
-    out = []
-    for cid, name, width, route, countries, props in store.corridor_rows(db):
-        out.append(build_corridor(cid, name, route["coordinates"], width, countries, props))
-    return out
-
-
 @router.get("/corridors")
 def list_corridors(db: Db, who: Caller) -> dict[str, Any]:
     """Every corridor as a GeoJSON FeatureCollection (routes, widths, countries)."""
-    return {"type": "FeatureCollection", "features": [c.to_feature() for c in _corridors(db)]}
+    features = [c.to_feature() for c in corridors.list_all(db)]
+    return {"type": "FeatureCollection", "features": features}
 
 
 @router.get("/corridors/{corridor_id}")
@@ -186,10 +155,10 @@ def get_corridor(
     db: Db, who: Caller, corridor_id: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
     """One corridor as a GeoJSON Feature."""
-    for c in _corridors(db):
-        if c.id == corridor_id:
-            return c.to_feature()
-    raise HTTPException(404, detail=f"no corridor {corridor_id}")
+    corridor = corridors.get(db, corridor_id)
+    if corridor is None:
+        raise HTTPException(404, detail=f"no corridor {corridor_id}")
+    return corridor.to_feature()
 
 
 @router.post("/corridors")
@@ -198,8 +167,8 @@ def import_corridors(db: Db, who: Caller, body: FeatureCollection) -> dict[str, 
     ``transit geo import``); a corridor's ``properties.thresholds`` are checked."""
     doc = body.model_dump()
     try:
-        corridors, _ = load_geojson(doc)
-        for c in corridors:
+        found, _ = load_geojson(doc)
+        for c in found:
             rules_config(dict(c.properties.get("thresholds") or {}))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise field_error("features", str(exc)) from None

@@ -1,8 +1,8 @@
 """A declaration checked against the reference data and the clock, as an office of
 departure accepts one: the offices and the corridor exist, the itinerary hangs
 together (:mod:`transit.geofence.itinerary`) and the time limit lies ahead, within
-bounds. Every problem is reported at once, in FastAPI's 422 shape, each naming its
-field (and the index in a list field).
+bounds. Every problem is reported at once (:class:`~transit.services.errors.Invalid`),
+each naming its field (and the index in a list field).
 """
 
 from __future__ import annotations
@@ -11,29 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from fastapi import HTTPException
 from shapely.geometry import LineString, shape
 
 from transit.api.routes.transit_schemas import TransitIn, time_limit_problem
-from transit.geofence.corridor import Office
+from transit.db import corridors, offices
 from transit.geofence.itinerary import DeclaredOffice, check_itinerary
-
-
-def _error(field: str, index: int | None, msg: str) -> dict[str, Any]:
-    loc: list[str | int] = ["body", field] if index is None else ["body", field, index]
-    return {"loc": loc, "msg": msg, "type": "value_error"}
-
-
-def _office(row: dict[str, Any]) -> Office:
-    return Office(
-        row["ref"],
-        row["name"],
-        row["country"],
-        tuple(row["roles"]),
-        row["lon"],
-        row["lat"],
-        row["radius_m"],
-    )
+from transit.services.errors import Invalid, problem
 
 
 def problems(db: psycopg.Connection[Any], body: TransitIn, now: datetime) -> list[dict[str, Any]]:
@@ -41,37 +24,31 @@ def problems(db: psycopg.Connection[Any], body: TransitIn, now: datetime) -> lis
     errors: list[dict[str, Any]] = []
     limit = time_limit_problem(body.time_limit, now)
     if limit:
-        errors.append(_error("time_limit", None, limit))
+        errors.append(problem("time_limit", limit))
     named: list[tuple[str, int | None, str]] = [
         ("office_departure", None, body.office_departure),
         *[("offices_transit", i, r) for i, r in enumerate(body.offices_transit)],
         ("office_destination", None, body.office_destination),
     ]
-    rows = db.execute(
-        "SELECT ref, name, country, roles, lon, lat, radius_m FROM offices WHERE ref = ANY(%s)",
-        ([ref for _, _, ref in named],),
-    ).fetchall()
-    found = {r["ref"]: _office(r) for r in rows}
+    found = offices.by_refs(db, [ref for _, _, ref in named])
     declared: list[DeclaredOffice] = []
     for field, index, ref in named:
         office = found.get(ref)
         if office is None:
-            errors.append(_error(field, index, f"no office {ref}"))
+            errors.append(problem(field, f"no office {ref}", index))
         elif "parking" in office.roles:
-            errors.append(_error(field, index, f"{ref} is a parking zone, not a customs office"))
+            errors.append(problem(field, f"{ref} is a parking zone, not a customs office", index))
         else:
             declared.append(DeclaredOffice(field, index, office))
-    corridor = db.execute(
-        "SELECT width_m, route, countries FROM corridors WHERE id = %s", (body.corridor_id,)
-    ).fetchone()
+    corridor = corridors.route(db, body.corridor_id)
     if corridor is None:
-        errors.append(_error("corridor_id", None, f"no corridor {body.corridor_id}"))
+        errors.append(problem("corridor_id", f"no corridor {body.corridor_id}"))
         return errors
     route = shape(corridor["route"])
     if not isinstance(route, LineString):  # the import refuses any other geometry
         raise TypeError(f"corridor {body.corridor_id}: route is a {route.geom_type}")
     errors += [
-        _error(p.field, p.index, p.msg)
+        problem(p.field, p.msg, p.index)
         for p in check_itinerary(
             body.corridor_id,
             route,
@@ -85,7 +62,7 @@ def problems(db: psycopg.Connection[Any], body: TransitIn, now: datetime) -> lis
 
 
 def check(db: psycopg.Connection[Any], body: TransitIn, now: datetime) -> None:
-    """Raise a 422 listing every problem of the declaration, if it has any."""
+    """Raise :class:`Invalid` listing every problem of the declaration, if it has any."""
     errors = problems(db, body, now)
     if errors:
-        raise HTTPException(422, detail=errors)
+        raise Invalid(errors)

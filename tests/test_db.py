@@ -118,7 +118,7 @@ def test_thresholds_come_from_the_corridor_and_the_transit_over_it(db, close_tra
         ('{"thresholds": {"stop_limit_s": 600, "low_battery_pct": 20}}',),
     )
     try:
-        active = {t.mrn: t for t in store.active_transits(db).values()}
+        active = {t.mrn: t for t in transits.under_way(db).values()}
         assert active[mrn].thresholds == {"stop_limit_s": 300, "low_battery_pct": 20}
     finally:
         db.rollback()

@@ -1,5 +1,5 @@
-"""Alerts (table ``alerts``): the lists and actions of the API, and what the live feed
-and the transit views read of them.
+"""Alerts (table ``alerts``): raised, given later evidence and cleared by ingest; the
+lists and actions of the API; what the live feed and the transit views read of them.
 
 An alert is *open* while its condition holds and nobody has resolved it
 (:func:`open_sql`, the one definition, which the unique index ``alerts_one_live``
@@ -8,11 +8,15 @@ of the schema repeats); ``status`` is then ``open`` or ``acknowledged``.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from transit.db.query import Conn, row, rows, run, value
 from transit.db.visibility import Visibility
+from transit.model import AlertEvent
+
+EVIDENCE_KEPT = 50  # later evidence kept on an open alert (all are counted)
 
 COLUMNS = (
     "a.id, a.mrn, a.device_id, a.type, a.cond_key, a.severity, a.status, a.event_time,"
@@ -42,6 +46,77 @@ def open_sql(a: str = "") -> str:
     """SQL: the alert (aliased ``a``, or unaliased) is open."""
     p = f"{a}." if a else ""
     return f"{p}cleared_at IS NULL AND {p}status <> 'resolved'"
+
+
+def record(conn: Conn, events: list[AlertEvent]) -> list[int]:
+    """Apply what the rules found: ``open`` raises an alert unless its condition's alert
+    is open already (then it is evidence for it), ``evidence`` is attached to the open
+    alert (the newest :data:`EVIDENCE_KEPT`, and a count of all), ``clear`` records
+    that the condition ended. Returns the ids of the alerts raised."""
+    raised: list[int] = []
+    for a in events:
+        new = None
+        if a.action == "open":
+            new = row(
+                conn,
+                "INSERT INTO alerts (mrn, device_id, type, cond_key, severity, event_time,"
+                " lat, lon, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f" ON CONFLICT (mrn, type, cond_key) WHERE {open_sql()} DO NOTHING RETURNING id",
+                (
+                    a.mrn,
+                    a.device_id,
+                    a.type.value,
+                    a.key,
+                    a.severity.value,
+                    a.time,
+                    a.lat,
+                    a.lon,
+                    json.dumps(a.details),
+                ),
+            )
+            if new:
+                raised.append(int(new["id"]))
+        if a.action == "evidence" or (a.action == "open" and not new):
+            seen = {"time": a.time.isoformat(), "lat": a.lat, "lon": a.lon, "details": a.details}
+            run(
+                conn,
+                "UPDATE alerts SET details = details || jsonb_build_object("
+                " 'evidence_count', coalesce((details->>'evidence_count')::int, 0) + 1,"
+                " 'evidence', (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]') FROM ("
+                "   SELECT e, n FROM jsonb_array_elements("
+                "     coalesce(details->'evidence', '[]') || jsonb_build_array(%s::jsonb))"
+                "   WITH ORDINALITY AS x(e, n) ORDER BY n DESC LIMIT %s) y))"
+                f" WHERE mrn = %s AND type = %s AND cond_key = %s AND {open_sql()}",
+                (json.dumps(seen), EVIDENCE_KEPT, a.mrn, a.type.value, a.key),
+            )
+        elif a.action == "clear":
+            run(
+                conn,
+                "UPDATE alerts SET cleared_at = %s,"
+                " details = details || jsonb_build_object('cleared', %s::jsonb)"
+                f" WHERE mrn = %s AND type = %s AND cond_key = %s AND {open_sql()}",
+                (a.time, json.dumps(a.details), a.mrn, a.type.value, a.key),
+            )
+    return raised
+
+
+def open_keys(conn: Conn) -> set[tuple[str, str, str]]:
+    """``(mrn, type, cond_key)`` of every open alert (ingest's rules start from them)."""
+    found = rows(conn, f"SELECT mrn, type, cond_key FROM alerts WHERE {open_sql()}")
+    return {(r["mrn"], r["type"], r["cond_key"]) for r in found}
+
+
+def as_published(conn: Conn, alert_id: int) -> dict[str, Any] | None:
+    """One alert as ingest publishes it to live consumers (times in ISO 8601)."""
+    found = row(
+        conn,
+        "SELECT id, mrn, device_id, type, severity, status, event_time, raised_at, lat, lon,"
+        " details, cleared_at FROM alerts WHERE id = %s",
+        (alert_id,),
+    )
+    if found is None:
+        return None
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in found.items()}
 
 
 def search(

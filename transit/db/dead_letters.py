@@ -8,9 +8,12 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transit.db.query import Conn, row, rows, run
+
+if TYPE_CHECKING:
+    from transit.db.store import DeadLetter
 
 MAX_LIMIT = 1000  # dead letters in one page
 COLUMNS = (
@@ -81,6 +84,16 @@ def search(conn: Conn, q: Query) -> dict[str, Any]:
         "items": items,
         "next_before": items[-1]["id"] if more and items else None,
     }
+
+
+def insert(conn: Conn, letters: list[DeadLetter]) -> None:
+    """Keep messages ingest refused."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dead_letters (source, topic, raw, reason, detail, sig)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(d.source, d.topic, d.raw, d.reason, d.detail, d.sig) for d in letters],
+        )
 
 
 def get(conn: Conn, letter_id: int) -> dict[str, Any] | None:

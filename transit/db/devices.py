@@ -72,3 +72,32 @@ def heard_within(conn: Conn, device_id: str, seconds: float) -> bool:
 def set_last_seen(conn: Conn, device_id: str, at: datetime | None) -> None:
     """Set when the device was last heard (the silence watchdog's clock)."""
     run(conn, "UPDATE devices SET last_seen = %s WHERE device_id = %s", (at, device_id))
+
+
+def heard(conn: Conn, device_ids: list[str]) -> None:
+    """The devices were heard now (the watchdog's clock, shared by every worker)."""
+    run(conn, "UPDATE devices SET last_seen = now() WHERE device_id = ANY(%s)", (device_ids,))
+
+
+def last_seen(conn: Conn, device_ids: list[str]) -> dict[str, datetime]:
+    """When each of these devices was last heard (those ever heard), by the database's
+    clock."""
+    found = rows(
+        conn,
+        "SELECT device_id, last_seen FROM devices"
+        " WHERE device_id = ANY(%s) AND last_seen IS NOT NULL",
+        (device_ids,),
+    )
+    return {r["device_id"]: r["last_seen"] for r in found}
+
+
+def hmac_keys(conn: Conn, only: list[str] | None = None) -> dict[str, bytes | None]:
+    """Registered devices (all, or ``only`` those) with their HMAC key (None: unsigned)."""
+    found = rows(
+        conn,
+        "SELECT device_id, hmac_key FROM devices WHERE %s::text[] IS NULL OR device_id = ANY(%s)",
+        (only, only),
+    )
+    return {
+        r["device_id"]: (bytes(r["hmac_key"]) if r["hmac_key"] is not None else None) for r in found
+    }

@@ -1,6 +1,7 @@
-"""Reading telemetry (hypertables ``fixes`` and ``seal_events``): a tracker's newest
+"""Telemetry (hypertables ``fixes`` and ``seal_events``): written by ingest through
+binary COPY into session staging tables, then into the hypertables with ``ON CONFLICT
+DO NOTHING`` (a redelivered message writes nothing twice); read as a tracker's newest
 fix, its seals' last reports, its track (downsampled in the database when long).
-Ingest writes them (:mod:`transit.db.store`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,104 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from transit.db.query import Conn, row, rows, value
+from transit.db.query import Conn, row, rows, run, value
+from transit.model import Fix, SealEvent
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS fixes_stage
+  (time timestamptz, device_id text, seq bigint, idx integer, lat float8, lon float8,
+   speed_kmh real, course_deg real, hdop real) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS seal_stage
+  (time timestamptz, device_id text, seq bigint, seal_id text, status text, counter bigint,
+   battery_pct real, lat float8, lon float8) ON COMMIT DELETE ROWS;
+"""
+_FIX_TYPES = [
+    "timestamptz",
+    "text",
+    "int8",
+    "int4",
+    "float8",
+    "float8",
+    "float4",
+    "float4",
+    "float4",
+]
+_SEAL_TYPES = ["timestamptz", "text", "int8", "text", "text", "int8", "float4", "float8", "float8"]
 
 # The fixes of a device in [lo, hi] (hi None: up to now).
 _RANGE = (
     "device_id = %(device)s AND time >= %(lo)s AND (%(hi)s::timestamptz IS NULL OR time <= %(hi)s)"
 )
+
+
+def create_staging(conn: Conn) -> None:
+    """Create the staging tables if this session has none, in the caller's transaction."""
+    run(conn, _STAGE)
+
+
+def write_fixes(conn: Conn, fixes: list[Fix]) -> int:
+    """Store fixes not stored yet (staging tables created); how many were new. Each
+    device's newest stored fix (the stale filter's reference) moves on with them."""
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY fixes_stage (time, device_id, seq, idx, lat, lon, speed_kmh,"
+            " course_deg, hdop) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
+            cp.set_types(_FIX_TYPES)
+            for f in fixes:
+                cp.write_row(
+                    (
+                        f.time,
+                        f.device_id,
+                        f.seq,
+                        f.idx,
+                        f.lat,
+                        f.lon,
+                        f.speed_kmh,
+                        f.course_deg,
+                        f.hdop,
+                    )
+                )
+        cur.execute(
+            "INSERT INTO fixes (time, device_id, seq, idx, lat, lon, speed_kmh,"
+            " course_deg, hdop) SELECT * FROM fixes_stage ON CONFLICT DO NOTHING"
+        )
+        inserted = cur.rowcount
+        cur.execute(
+            "UPDATE devices d SET last_fix_time = s.t FROM (SELECT device_id,"
+            " max(time) AS t FROM fixes_stage GROUP BY device_id) s"
+            " WHERE d.device_id = s.device_id"
+            " AND (d.last_fix_time IS NULL OR d.last_fix_time < s.t)"
+        )
+    return inserted
+
+
+def write_seal_events(conn: Conn, events: list[SealEvent]) -> None:
+    """Store seal events not stored yet (staging tables created)."""
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY seal_stage (time, device_id, seq, seal_id, status, counter,"
+            " battery_pct, lat, lon) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
+            cp.set_types(_SEAL_TYPES)
+            for e in events:
+                cp.write_row(
+                    (
+                        e.time,
+                        e.device_id,
+                        e.seq,
+                        e.seal_id,
+                        e.status.value,
+                        e.counter,
+                        e.battery_pct,
+                        e.lat,
+                        e.lon,
+                    )
+                )
+        cur.execute(
+            "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter,"
+            " battery_pct, lat, lon) SELECT * FROM seal_stage ON CONFLICT DO NOTHING"
+        )
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from psycopg.rows import tuple_row
 
+from transit import lifecycle
 from transit.db import alerts
 from transit.db.query import Conn, row, rows, run
+from transit.db.store import ActiveTransit
 from transit.db.visibility import Visibility
 from transit.model import is_valid_mrn
 
@@ -144,6 +146,64 @@ def declare(
         ),
     )
     return done is not None
+
+
+def under_way(conn: Conn) -> dict[str, ActiveTransit]:
+    """Transits under way as ingest follows them, keyed by their tracker's device id;
+    their thresholds are the corridor's with the transit's own over them."""
+    found = rows(
+        conn,
+        "SELECT t.mrn, t.tracker_id, t.corridor_id, t.seal_ids, t.countries,"
+        " t.office_departure || t.offices_transit || t.office_destination AS offices,"
+        " t.time_limit, coalesce(c.properties->'thresholds', '{}')"
+        " || coalesce(t.details->'thresholds', '{}') AS thresholds,"
+        " t.status FROM transits t JOIN corridors c ON c.id = t.corridor_id"
+        " WHERE t.status = ANY(%s)",
+        ([s.value for s in lifecycle.UNDER_WAY],),
+    )
+    return {
+        r["tracker_id"]: ActiveTransit(
+            r["mrn"],
+            r["tracker_id"],
+            r["corridor_id"],
+            tuple(r["seal_ids"]),
+            tuple(r["countries"]),
+            tuple(r["offices"]),
+            r["time_limit"],
+            dict(r["thresholds"]),
+            lifecycle.State(r["status"]),
+        )
+        for r in found
+    }
+
+
+def advance(
+    conn: Conn,
+    mrn: str,
+    sources: list[str],
+    status: str | None,
+    stamp: str | None,
+    at: datetime,
+) -> list[str] | None:
+    """What ingest found: move the transit to ``status`` (None: keep it) with ``stamp``
+    set to ``at``, only from one of ``sources``. Returns its countries, or None when it
+    was in none of them (nothing changed)."""
+    assert stamp in (None, "released_at", "arrived_at", "closed_at")
+    if status is None:
+        found = row(
+            conn,
+            "SELECT countries FROM transits WHERE mrn = %s AND status = ANY(%s)",
+            (mrn, sources),
+        )
+    else:
+        found = row(
+            conn,
+            "UPDATE transits SET status = %(status)s"
+            + (f", {stamp} = %(at)s" if stamp else "")
+            + " WHERE mrn = %(mrn)s AND status = ANY(%(sources)s) RETURNING countries",
+            {"status": status, "at": at, "mrn": mrn, "sources": sources},
+        )
+    return list(found["countries"]) if found else None
 
 
 def set_state(conn: Conn, mrn: str, status: str | None, stamp: Stamp) -> None:

@@ -121,7 +121,7 @@ def _write(conn: Conn, letter_id: int, result: BatchResult) -> Replay:
     ]
     senders = sorted({d for d, _ in keyed})
     seqs = sorted({s for _, s in keyed})
-    heard = store.last_seen(conn, senders)
+    heard = devices.last_seen(conn, senders)
     store.create_staging(conn)
     before = telemetry.stored(conn, senders, seqs)
     _, alert_ids = write_result(conn, result)

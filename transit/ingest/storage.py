@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 
-from transit.db import filtered, store
+from transit.db import alerts, corridors, devices, filtered, offices, store, transits
 from transit.geofence import borders
-from transit.geofence.corridor import Office, build_corridor
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import BatchResult, Pipeline
 
@@ -25,19 +24,16 @@ def load_pipeline(
     again only when they differ from ``geo_signature``), registered devices, transits
     under way and their open alerts, each device's newest stored fix. Returns the
     corridors' and offices' signature."""
-    corridor_rows = store.corridor_rows(conn)
-    office_rows = store.office_rows(conn)
+    corridor_rows = corridors.list_rows(conn)
+    office_rows = offices.list_rows(conn)
     signature = json.dumps([corridor_rows, office_rows], default=str, sort_keys=True)
     if signature != geo_signature:
         # Corridors or offices changed: cut and index them again (rare, and not per batch).
-        corridors = [
-            build_corridor(cid, name, route["coordinates"], width, countries, props)
-            for cid, name, width, route, countries, props in corridor_rows
-        ]
-        offices = [Office(*row) for row in office_rows]
-        pipeline.engine = GeofenceEngine(corridors, offices, country_borders)
-    pipeline.devices = store.device_keys(conn)
-    pipeline.set_transits(store.active_transits(conn), store.open_alert_keys(conn))
+        pipeline.engine = GeofenceEngine(
+            corridors.build(corridor_rows), offices.build(office_rows), country_borders
+        )
+    pipeline.devices = devices.hmac_keys(conn)
+    pipeline.set_transits(transits.under_way(conn), alerts.open_keys(conn))
     pipeline.set_newest(filtered.newest_fix_times(conn))
     return signature
 

@@ -28,7 +28,8 @@ import psycopg
 from transit import retention
 from transit.broker import ALERT_TOPIC
 from transit.config import Settings
-from transit.db import store
+from transit.db import alerts as alert_rows
+from transit.db import devices, server, store, workers
 from transit.geofence import borders
 from transit.ingest.pipeline import Pipeline, RawMessage
 from transit.ingest.storage import load_pipeline, write_result
@@ -233,7 +234,7 @@ class IngestWorker:
                 unknown.add(dev)
         if not unknown:
             return
-        found = store.device_keys(conn, sorted(unknown))
+        found = devices.hmac_keys(conn, sorted(unknown))
         if found:
             self._last_refresh = 0.0  # their transits may be new too
         for dev in unknown - found.keys():
@@ -250,7 +251,7 @@ class IngestWorker:
                 )
                 t0 = time.monotonic()
                 rows, alert_ids = write_result(conn, result)
-                alerts = [store.alert_as_json(conn, i) for i in alert_ids]
+                alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
                 self._save_stats(conn)
                 conn.commit()
                 self.stats.commit_ms.observe((time.monotonic() - t0) * 1000)
@@ -282,7 +283,7 @@ class IngestWorker:
         self.stats.queue_depth = self._queue.qsize()
         snap = self.stats.as_json()
         snap["queue_limit"] = self.config.queue_limit
-        store.save_worker_stats(conn, self.config.client_id, os.getpid(), self._started, snap)
+        workers.save(conn, self.config.client_id, os.getpid(), self._started, snap)
 
     def _watchdog(self) -> None:
         """Wall-clock rules (silence, overdue) over the transits this worker has heard."""
@@ -292,8 +293,8 @@ class IngestWorker:
         try:
             conn = self._db()
             # Any worker may have heard a device last: the database knows which did.
-            seen = store.last_seen(conn, list(self.pipeline.transits))
-            now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            seen = devices.last_seen(conn, list(self.pipeline.transits))
+            now = server.now(conn)
             conn.commit()
             self.pipeline.last_received = seen
             changes: list[store.LifecycleEvent] = []
@@ -302,7 +303,7 @@ class IngestWorker:
                 return
             _, alert_ids = store.write_batch(conn, [], [], [], events)
             store.apply_lifecycle(conn, changes)
-            alerts = [store.alert_as_json(conn, i) for i in alert_ids]
+            alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
             conn.commit()
         except psycopg.OperationalError:
             self._conn = None
@@ -325,7 +326,7 @@ class IngestWorker:
             return
         try:
             with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
-                now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+                now = server.now(conn)
                 report = retention.run(conn, days, now, actor="ingest")
                 conn.commit()
         except psycopg.Error as exc:

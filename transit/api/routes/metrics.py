@@ -15,7 +15,7 @@ from prometheus_client.core import (
 )
 
 from transit.api.deps import Db
-from transit.db import store
+from transit.db import workers as worker_rows
 
 router = APIRouter(tags=["operations"])
 STALE_S = 10.0  # a worker silent for longer is not counted as running
@@ -90,7 +90,7 @@ class _IngestCollector:
 def metrics(db: Db) -> Response:
     """Prometheus text exposition of every ingest worker's counters."""
     registry = CollectorRegistry()
-    registry.register(_IngestCollector(store.worker_stats(db)))
+    registry.register(_IngestCollector(worker_rows.all_stats(db)))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
 
@@ -99,7 +99,7 @@ def ingest_health(db: Db, response: Response) -> dict[str, Any]:
     """Whether ingest keeps up: a worker reported lately, none has a long queue or
     a long acknowledgement lag. 503 when not."""
     workers = []
-    for wid, seconds, st in store.worker_stats(db):
+    for wid, seconds, st in worker_rows.all_stats(db):
         if seconds > STALE_S:
             continue
         limit = st.get("queue_limit") or 1

@@ -2,8 +2,9 @@
 
 ``PERMISSIONS`` maps each route of ``/api/v1`` (method and path template) to the roles
 allowed on it; a route missing from the table is refused to everyone (and a test
-walks every route with every role against this table). Scoping within a route (an
-officer's office, a partner's country) is done by the route itself.
+walks every route with every role against this table). What a caller sees within a
+route (an officer's office, a partner's country) is
+:class:`transit.db.visibility.Visibility`'s to say, in one place for every reader.
 """
 
 from __future__ import annotations

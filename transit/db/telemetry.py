@@ -6,9 +6,13 @@ fix, its seals' last reports, its track (downsampled in the database when long).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
+
+import psycopg
 
 from transit.db.query import Conn, row, rows, run, value
 from transit.model import Fix, SealEvent
@@ -17,10 +21,22 @@ _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS fixes_stage
   (time timestamptz, device_id text, seq bigint, idx integer, lat float8, lon float8,
    speed_kmh real, course_deg real, hdop real) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS seal_stage
+CREATE TEMP TABLE IF NOT EXISTS seal_events_stage
   (time timestamptz, device_id text, seq bigint, seal_id text, status text, counter bigint,
    battery_pct real, lat float8, lon float8) ON COMMIT DELETE ROWS;
 """
+_FIX_COLUMNS = ("time", "device_id", "seq", "idx", "lat", "lon", "speed_kmh", "course_deg", "hdop")
+_SEAL_COLUMNS = (
+    "time",
+    "device_id",
+    "seq",
+    "seal_id",
+    "status",
+    "counter",
+    "battery_pct",
+    "lat",
+    "lon",
+)
 _FIX_TYPES = [
     "timestamptz",
     "text",
@@ -45,34 +61,35 @@ def create_staging(conn: Conn) -> None:
     run(conn, _STAGE)
 
 
+def _stage_and_insert(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: tuple[str, ...],
+    types: list[str],
+    values: Iterable[tuple[Any, ...]],
+) -> int:
+    """Rows through binary COPY into ``table``'s session staging table, then into
+    ``table`` where new; how many were new."""
+    names = ", ".join(columns)
+    with cur.copy(f"COPY {table}_stage ({names}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(types)
+        for v in values:
+            cp.write_row(v)
+    cur.execute(f"INSERT INTO {table} ({names}) SELECT * FROM {table}_stage ON CONFLICT DO NOTHING")
+    return cur.rowcount
+
+
 def write_fixes(conn: Conn, fixes: list[Fix]) -> int:
     """Store fixes not stored yet (staging tables created); how many were new. Each
     device's newest stored fix (the stale filter's reference) moves on with them."""
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY fixes_stage (time, device_id, seq, idx, lat, lon, speed_kmh,"
-            " course_deg, hdop) FROM STDIN (FORMAT BINARY)"
-        ) as cp:
-            cp.set_types(_FIX_TYPES)
-            for f in fixes:
-                cp.write_row(
-                    (
-                        f.time,
-                        f.device_id,
-                        f.seq,
-                        f.idx,
-                        f.lat,
-                        f.lon,
-                        f.speed_kmh,
-                        f.course_deg,
-                        f.hdop,
-                    )
-                )
-        cur.execute(
-            "INSERT INTO fixes (time, device_id, seq, idx, lat, lon, speed_kmh,"
-            " course_deg, hdop) SELECT * FROM fixes_stage ON CONFLICT DO NOTHING"
+        inserted = _stage_and_insert(
+            cur,
+            "fixes",
+            _FIX_COLUMNS,
+            _FIX_TYPES,
+            map(attrgetter(*_FIX_COLUMNS), fixes),
         )
-        inserted = cur.rowcount
         cur.execute(
             "UPDATE devices d SET last_fix_time = s.t FROM (SELECT device_id,"
             " max(time) AS t FROM fixes_stage GROUP BY device_id) s"
@@ -82,31 +99,20 @@ def write_fixes(conn: Conn, fixes: list[Fix]) -> int:
     return inserted
 
 
+def _seal_row(e: SealEvent) -> tuple[Any, ...]:
+    status = e.status.value
+    return (e.time, e.device_id, e.seq, e.seal_id, status, e.counter, e.battery_pct, e.lat, e.lon)
+
+
 def write_seal_events(conn: Conn, events: list[SealEvent]) -> None:
     """Store seal events not stored yet (staging tables created)."""
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY seal_stage (time, device_id, seq, seal_id, status, counter,"
-            " battery_pct, lat, lon) FROM STDIN (FORMAT BINARY)"
-        ) as cp:
-            cp.set_types(_SEAL_TYPES)
-            for e in events:
-                cp.write_row(
-                    (
-                        e.time,
-                        e.device_id,
-                        e.seq,
-                        e.seal_id,
-                        e.status.value,
-                        e.counter,
-                        e.battery_pct,
-                        e.lat,
-                        e.lon,
-                    )
-                )
-        cur.execute(
-            "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter,"
-            " battery_pct, lat, lon) SELECT * FROM seal_stage ON CONFLICT DO NOTHING"
+        _stage_and_insert(
+            cur,
+            "seal_events",
+            _SEAL_COLUMNS,
+            _SEAL_TYPES,
+            map(_seal_row, events),
         )
 
 

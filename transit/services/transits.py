@@ -24,6 +24,19 @@ from transit.services import declaration
 from transit.services.errors import Forbidden, Invalid, NotFound
 
 TRACKER_FRESH_S = 600  # release needs a tracker report this recent
+# The declaration's fields a transit row keeps as they are (the rest go in its details).
+_DECLARED = {
+    "mrn",
+    "tracker_id",
+    "corridor_id",
+    "vehicle",
+    "seal_ids",
+    "office_departure",
+    "offices_transit",
+    "office_destination",
+    "countries",
+    "time_limit",
+}
 
 
 def visible(conn: Conn, who: Principal, mrn: str, lock: bool = False) -> dict[str, Any]:
@@ -73,22 +86,8 @@ def declare(conn: Conn, who: Principal, body: TransitIn, now: datetime) -> None:
     }
     if body.thresholds:
         details["thresholds"] = body.thresholds
-    new = transits.declare(
-        conn,
-        mrn=body.mrn,
-        tracker_id=body.tracker_id,
-        corridor_id=body.corridor_id,
-        vehicle=body.vehicle,
-        seal_ids=body.seal_ids,
-        office_departure=body.office_departure,
-        offices_transit=body.offices_transit,
-        office_destination=body.office_destination,
-        countries=body.countries,
-        time_limit=body.time_limit,
-        details=details,
-        replace=False,
-    )
-    if not new:
+    declared = body.model_dump(include=_DECLARED)
+    if not transits.declare(conn, **declared, details=details, replace=False):
         raise Invalid.field("mrn", f"a transit with MRN {body.mrn} exists already")
     record(conn, body.mrn, "declared", who, {"office": body.office_departure})
 

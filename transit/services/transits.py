@@ -17,26 +17,13 @@ from transit import audit, lifecycle, webhooks
 from transit.api.routes.transit_schemas import TransitIn
 from transit.db import alerts, devices, offices, seals, telemetry, transits
 from transit.db.query import Conn
-from transit.db.visibility import Visibility
+from transit.db.visibility import PRIVATE_FIELDS, Visibility
 from transit.keys import Principal
 from transit.lifecycle import Action, CloseFacts, ReleaseFacts, SealFact, State
 from transit.services import declaration
 from transit.services.errors import Forbidden, Invalid, NotFound
 
 TRACKER_FRESH_S = 600  # release needs a tracker report this recent
-# The declaration's fields a transit row keeps as they are (the rest go in its details).
-_DECLARED = {
-    "mrn",
-    "tracker_id",
-    "corridor_id",
-    "vehicle",
-    "seal_ids",
-    "office_departure",
-    "offices_transit",
-    "office_destination",
-    "countries",
-    "time_limit",
-}
 
 
 def visible(conn: Conn, who: Principal, mrn: str, lock: bool = False) -> dict[str, Any]:
@@ -86,7 +73,7 @@ def declare(conn: Conn, who: Principal, body: TransitIn, now: datetime) -> None:
     }
     if body.thresholds:
         details["thresholds"] = body.thresholds
-    declared = body.model_dump(include=_DECLARED)
+    declared = body.model_dump(exclude=set(PRIVATE_FIELDS))  # those go in the details
     if not transits.declare(conn, **declared, details=details, replace=False):
         raise Invalid.field("mrn", f"a transit with MRN {body.mrn} exists already")
     record(conn, body.mrn, "declared", who, {"office": body.office_departure})

@@ -24,7 +24,13 @@ from transit.geofence.corridor import acts_network
 from transit.model import make_mrn
 from transit.provision import import_geojson
 
-# name: (corridor, departure, offices of transit, destination, countries)
+ITINERARY = (
+    "corridor_id",
+    "office_departure",
+    "offices_transit",
+    "office_destination",
+    "countries",
+)
 ITINERARIES = {
     "A": ("MY-TH-BKK", "MYKUL001", [], "THBKK001", ["MY", "TH"]),
     "B": ("SG-MY-KUL", "SGPSA001", [], "MYKUL001", ["SG", "MY"]),
@@ -50,22 +56,21 @@ def world(settings) -> Any:
     with psycopg.connect(settings.database_url) as conn:
         import_geojson(conn, acts_network())
         since = int(conn.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
-        for k, (name, (corridor, dep, via, dest, countries)) in enumerate(ITINERARIES.items()):
-            mrn = make_mrn(26, countries[0], f"VIS{token}{k:03d}")
+        for k, (name, itinerary) in enumerate(ITINERARIES.items()):
+            route = dict(zip(ITINERARY, itinerary, strict=True))
+            mrn = make_mrn(26, route["countries"][0], f"VIS{token}{k:03d}")
             tracker = f"VIS-{token}-{name}"
             devices.register(conn, tracker, "tracker")
+            limit = datetime.now(UTC) + timedelta(days=2)
+            driver = {"driver": {"name": "A Driver", "phone": "+66 2 123"}}
             transits.declare(
                 conn,
                 mrn=mrn,
                 tracker_id=tracker,
-                corridor_id=corridor,
-                office_departure=dep,
-                offices_transit=via,
-                office_destination=dest,
-                countries=countries,
-                time_limit=datetime.now(UTC) + timedelta(days=2),
+                time_limit=limit,
+                **route,
                 status="in_transit",
-                details={"driver": {"name": "A Driver", "phone": "+66 2 123"}},
+                details=driver,
             )
             conn.execute(
                 "INSERT INTO fixes (time, device_id, seq, idx, lat, lon, speed_kmh)"

@@ -17,12 +17,12 @@ import pytest
 from firmware_sim.fleet import FlakyTransport
 from firmware_sim.scenario import TruckPlan, fleet_plan
 from firmware_sim.truck import Incident
-from transit.db.store import ActiveTransit
 from transit.devices import payload as wire
 from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.types import ActiveTransit
 from transit.model import AlertType as A
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

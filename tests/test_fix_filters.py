@@ -13,12 +13,12 @@ import pytest
 
 from firmware_sim.scenario import fleet_plan
 from transit.api.routes.filtered_fixes import Reason
-from transit.db.store import ActiveTransit
 from transit.devices import payload as wire
 from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.types import ActiveTransit
 from transit.model import AlertType, Fix
 from transit.rules.batch import TransitRules
 from transit.rules.filters import REASONS, FixFilters, find_jumps, screen_fixes

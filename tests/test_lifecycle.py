@@ -7,8 +7,12 @@ import itertools
 import pytest
 
 from transit.lifecycle import (
+    EN_ROUTE,
+    FINISHED,
     INCIDENT_CODES,
+    OPEN,
     TRANSITIONS,
+    UNDER_WAY,
     Action,
     CloseFacts,
     Refused,
@@ -17,6 +21,7 @@ from transit.lifecycle import (
     State,
     close,
     incident_code,
+    next_state,
     release,
     transition,
 )
@@ -55,6 +60,21 @@ def test_every_transition_and_every_refusal(state: State, action: Action) -> Non
 def test_the_table_in_the_code_is_the_one_tested() -> None:
     in_code = {(s, a) for a, (sources, _) in TRANSITIONS.items() for s in sources}
     assert in_code == set(ALLOWED)
+
+
+def test_next_state_is_where_an_action_leads_or_none_where_refused() -> None:
+    for state, action in itertools.product(State, Action):
+        assert next_state(state, action) is ALLOWED.get((state, action)), (state, action)
+
+
+def test_the_named_sets_of_states_agree_with_the_table() -> None:
+    starts = {s for sources, _ in TRANSITIONS.values() for s in sources}
+    assert not FINISHED & starts  # nothing moves a finished transit
+    assert {State.CLOSED, State.CANCELLED} == FINISHED
+    assert set(State) - FINISHED == OPEN
+    assert OPEN - {State.DECLARED} == UNDER_WAY  # released and not finished
+    assert TRANSITIONS[Action.INCIDENT][0] == UNDER_WAY
+    assert TRANSITIONS[Action.ARRIVE][0] == EN_ROUTE == UNDER_WAY - {State.ARRIVED}
 
 
 SEALED = SealFact("S1", True, "sealed", True)

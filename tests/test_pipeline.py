@@ -3,11 +3,11 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from transit.db.store import ActiveTransit
 from transit.devices import payload as wire
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.types import ActiveTransit
 from transit.model import AlertType
 
 KEY = b"device-key-000000000000000000000"
@@ -65,9 +65,9 @@ def test_unknown_device_is_dead_lettered_and_the_rest_go_through() -> None:
 def test_pipeline_runs_movement_and_battery_rules_on_a_transit_under_way() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from transit.db.store import ActiveTransit
     from transit.geofence.corridor import acts_network, load_geojson
     from transit.geofence.engine import GeofenceEngine
+    from transit.ingest.types import ActiveTransit
     from transit.model import AlertType
 
     corridors, offices = load_geojson(acts_network())

@@ -20,12 +20,12 @@ import pytest
 from tests.test_api_security import call
 from transit import keys
 from transit.db import store
-from transit.db.store import ActiveTransit
 from transit.devices import payload as wire
 from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.types import ActiveTransit
 from transit.model import Fix, SealEvent, SealStatus, make_mrn
 from transit.provision import import_geojson
 

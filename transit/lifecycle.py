@@ -11,13 +11,17 @@ overdue or arrived; they flag it and do not change its state.
 
 Every refusal says why, in words an officer reads: :class:`Refused` carries reasons.
 No IO: the API and ingest gather the facts (:class:`ReleaseFacts`, :class:`CloseFacts`)
-and write the outcome.
+and write the outcome. Every change of state, from an officer or found by ingest
+(:class:`LifecycleEvent`), is decided here and nowhere else: :data:`TRANSITIONS` is the
+one table, :data:`UNDER_WAY` the one set of states ingest watches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class State(StrEnum):
@@ -50,26 +54,26 @@ INCIDENT_CODES = {
     6: "other",
 }
 
+# The states in which ingest watches a transit's tracker (and incidents are recorded).
+UNDER_WAY = frozenset({State.RELEASED, State.IN_TRANSIT, State.OVERDUE, State.ARRIVED})
+# Under way and not yet arrived: the truck is on the road and its time limit runs.
+EN_ROUTE = UNDER_WAY - {State.ARRIVED}
+# Nothing changes a transit in these states any more.
+FINISHED = frozenset({State.CLOSED, State.CANCELLED})
+# Declared and not finished: a tracker on such a transit is taken.
+OPEN = frozenset(State) - FINISHED
+
 # Which states each action may start from, and where it leads (None: stays).
 TRANSITIONS: dict[Action, tuple[frozenset[State], State | None]] = {
     Action.RELEASE: (frozenset({State.DECLARED}), State.RELEASED),
     Action.DEPART: (frozenset({State.RELEASED}), State.IN_TRANSIT),
-    Action.CROSS: (frozenset({State.RELEASED, State.IN_TRANSIT, State.OVERDUE}), None),
-    Action.ARRIVE: (
-        frozenset({State.RELEASED, State.IN_TRANSIT, State.OVERDUE}),
-        State.ARRIVED,
-    ),
+    Action.CROSS: (EN_ROUTE, None),
+    Action.ARRIVE: (EN_ROUTE, State.ARRIVED),
     Action.CLOSE: (frozenset({State.ARRIVED}), State.CLOSED),
     Action.CANCEL: (frozenset({State.DECLARED, State.RELEASED}), State.CANCELLED),
     Action.OVERDUE: (frozenset({State.RELEASED, State.IN_TRANSIT}), State.OVERDUE),
-    Action.INCIDENT: (
-        frozenset({State.RELEASED, State.IN_TRANSIT, State.OVERDUE, State.ARRIVED}),
-        None,
-    ),
+    Action.INCIDENT: (UNDER_WAY, None),
 }
-
-# The states in which ingest watches a transit's tracker.
-UNDER_WAY = frozenset({State.RELEASED, State.IN_TRANSIT, State.OVERDUE, State.ARRIVED})
 
 
 class Refused(Exception):
@@ -78,6 +82,18 @@ class Refused(Exception):
     def __init__(self, reasons: list[str]) -> None:
         super().__init__("; ".join(reasons))
         self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """An action ingest found: a departure, a border crossing or an arrival in a
+    tracker's fixes, or the time limit passed (the watchdog), at its event time. The
+    store applies it through :func:`next_state`, from the state the database holds."""
+
+    mrn: str
+    action: Action
+    time: datetime
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,13 +126,23 @@ class CloseFacts:
     finding: str | None = None  # the officer records a finding: close with an incident
 
 
-def transition(state: State, action: Action) -> State:
-    """Where ``action`` leads from ``state``; :class:`Refused` where it may not."""
+def next_state(state: State, action: Action) -> State | None:
+    """Where ``action`` leads from ``state`` (the same state for an action that does not
+    move it), or None where the machine does not allow it: ingest's question, as what
+    it finds that the machine refuses is not recorded."""
     sources, target = TRANSITIONS[action]
     if state not in sources:
-        allowed = ", ".join(sorted(s.value for s in sources))
-        raise Refused([f"cannot {action.value} a transit that is {state.value} (only {allowed})"])
+        return None
     return state if target is None else target
+
+
+def transition(state: State, action: Action) -> State:
+    """Where ``action`` leads from ``state``; :class:`Refused` where it may not."""
+    target = next_state(state, action)
+    if target is None:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[action][0]))
+        raise Refused([f"cannot {action.value} a transit that is {state.value} (only {allowed})"])
+    return target
 
 
 def release(state: State, facts: ReleaseFacts) -> State:

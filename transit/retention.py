@@ -34,6 +34,7 @@ import psycopg
 from transit import audit
 from transit.db import retention as repo
 from transit.db import server
+from transit.lifecycle import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ Conn = psycopg.Connection[Any]
 
 # Telemetry hypertables (those present: filtered fixes came with a later migration).
 HYPERTABLES = ("fixes", "seal_events", "filtered_fixes")
-FINISHED = ("closed", "cancelled")
 # Fixes from shortly before a declaration are read with it (the live map looks an
 # hour back for a truck's position), and a fix stamped at the closing is in the
 # track: a window is widened by this much on both sides.
@@ -124,7 +124,7 @@ class Report:
 
 def protected_windows(conn: Conn, older_than: datetime) -> list[Window]:
     """The protected transits whose telemetry starts before ``older_than``."""
-    rows = repo.protected(conn, older_than, list(FINISHED), MARGIN)
+    rows = repo.protected(conn, older_than, sorted(FINISHED), MARGIN)
     return [Window(r[0].strip(), r[1], r[2], r[3], bool(r[4])) for r in rows]
 
 

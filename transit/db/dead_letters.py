@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from transit.db.query import Conn, row, rows, run
 
 if TYPE_CHECKING:
-    from transit.db.store import DeadLetter
+    from transit.ingest.types import DeadLetter
 
 MAX_LIMIT = 1000  # dead letters in one page
 COLUMNS = (

@@ -1,49 +1,22 @@
 """Ingest's unit of work: one batch written in one transaction (telemetry, the
-devices heard, dead letters, alerts) and the lifecycle changes ingest found; the
-values ingest passes. Each table's SQL is its own repository's (:mod:`transit.db`)."""
+devices heard, dead letters, alerts) and the lifecycle changes ingest found, applied
+through :mod:`transit.lifecycle`. Each table's SQL is its own repository's
+(:mod:`transit.db`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from transit.db import alerts as alert_rows
 from transit.db import dead_letters as dead_letter_rows
-from transit.db import devices, telemetry
+from transit.db import devices, telemetry, transits
+from transit.ingest.types import DeadLetter
+from transit.lifecycle import Action, LifecycleEvent, State, next_state
 from transit.model import AlertEvent, Fix, SealEvent
 
 Conn = psycopg.Connection[Any]
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message refused at the boundary, kept with its raw bytes for inspection."""
-
-    source: str
-    topic: str | None
-    raw: bytes
-    reason: str
-    detail: str
-    sig: str | None = None  # the message's HMAC user property, kept to verify a replay
-
-
-@dataclass(frozen=True)
-class ActiveTransit:
-    """What ingest needs to know of a transit in progress."""
-
-    mrn: str
-    tracker_id: str
-    corridor_id: str
-    seal_ids: tuple[str, ...]
-    countries: tuple[str, ...] = ()
-    offices: tuple[str, ...] = ()  # departure, transit and destination
-    time_limit: datetime | None = None
-    # the corridor's thresholds with the transit's own over them
-    thresholds: dict[str, float] = field(default_factory=dict)
-    status: str = "in_transit"
 
 
 def prepare_session(conn: Conn) -> None:
@@ -82,46 +55,34 @@ def write_batch(
     return inserted, new_alert_ids
 
 
-@dataclass(frozen=True)
-class LifecycleEvent:
-    """A change of a transit's state that ingest found: depart, cross, arrive, overdue."""
-
-    mrn: str
-    action: str
-    time: datetime
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-_LIFECYCLE = {
-    # action: (states it may start from, state it leads to, timestamp column)
-    "depart": (["released"], "in_transit", None),
-    "arrive": (["released", "in_transit", "overdue"], "arrived", "arrived_at"),
-    "overdue": (["released", "in_transit"], "overdue", None),
-    "cross": (["released", "in_transit", "overdue"], None, None),
-}
+# The column that records when a transit reached a state ingest moves it to.
+_REACHED_AT: dict[State, transits.Stamp] = {State.ARRIVED: "arrived_at"}
+# The timeline's word for what ingest found.
+_KIND = {Action.DEPART: "departed", Action.ARRIVE: "arrived", Action.CROSS: "crossed"}
 
 
 def apply_lifecycle(conn: Conn, events: list[LifecycleEvent]) -> int:
-    """Record what ingest found, in the batch's transaction: the state change (only from
-    a state that allows it), the transit's timeline, the audit trail, and for a border
-    crossing a notice to the country entered. Returns the changes applied."""
+    """Record what ingest found, in the batch's transaction: the state change the
+    lifecycle gives from the state the database holds (nothing where it refuses the
+    action), the transit's timeline, the audit trail, and for a border crossing a
+    notice to the country entered. Returns the changes applied."""
     from transit import audit, webhooks
-    from transit.db import transits  # which imports this module's ActiveTransit
 
     applied = 0
     for e in events:
-        sources, target, column = _LIFECYCLE[e.action]
-        if transits.advance(conn, e.mrn, sources, target, column, e.time) is None:
+        state = transits.lock_state(conn, e.mrn)
+        target = next_state(State(state), e.action) if state else None
+        if target is None:
             continue
-        kind = {"depart": "departed", "arrive": "arrived", "cross": "crossed"}.get(
-            e.action, e.action
-        )
+        if target != state:
+            transits.set_state(conn, e.mrn, target.value, _REACHED_AT.get(target), e.time)
+        kind = _KIND.get(e.action, e.action.value)
         details = {"event_time": e.time.isoformat(), **e.details}
-        if e.action == "overdue":
+        if e.action is Action.OVERDUE:
             details["enquiry"] = "opened"
         transits.add_event(conn, e.mrn, kind, "ingest", details)
         audit.append(conn, "ingest", f"transit.{kind}", e.mrn, details)
-        if e.action == "cross" and e.details.get("to"):
+        if e.action is Action.CROSS and e.details.get("to"):
             webhooks.enqueue(conn, "crossing", e.mrn, [e.details["to"]], {"mrn": e.mrn, **details})
         applied += 1
     return applied

@@ -15,8 +15,8 @@ from psycopg.rows import tuple_row
 from transit import lifecycle
 from transit.db import alerts
 from transit.db.query import Conn, row, rows, run
-from transit.db.store import ActiveTransit
 from transit.db.visibility import Visibility
+from transit.ingest.types import ActiveTransit
 from transit.model import is_valid_mrn
 
 # A transit with its newest fix and its count of open alerts, for one transit or a list.
@@ -177,55 +177,37 @@ def under_way(conn: Conn) -> dict[str, ActiveTransit]:
     }
 
 
-def advance(
-    conn: Conn,
-    mrn: str,
-    sources: list[str],
-    status: str | None,
-    stamp: str | None,
-    at: datetime,
-) -> list[str] | None:
-    """What ingest found: move the transit to ``status`` (None: keep it) with ``stamp``
-    set to ``at``, only from one of ``sources``. Returns its countries, or None when it
-    was in none of them (nothing changed)."""
+def lock_state(conn: Conn, mrn: str) -> str | None:
+    """The transit's state, its row locked until the transaction ends (None: no such
+    transit): what a change of state is decided from."""
+    found = row(conn, "SELECT status FROM transits WHERE mrn = %s FOR UPDATE", (mrn,))
+    return str(found["status"]) if found else None
+
+
+def set_state(
+    conn: Conn, mrn: str, status: str | None, stamp: Stamp | None, at: datetime | None = None
+) -> None:
+    """Move the transit to ``status`` (None: keep it) and set ``stamp`` (None: none) to
+    ``at`` (None: now). The lifecycle decides ``status``; this only writes it."""
     assert stamp in (None, "released_at", "arrived_at", "closed_at")
-    if status is None:
-        found = row(
-            conn,
-            "SELECT countries FROM transits WHERE mrn = %s AND status = ANY(%s)",
-            (mrn, sources),
-        )
-    else:
-        found = row(
-            conn,
-            "UPDATE transits SET status = %(status)s"
-            + (f", {stamp} = %(at)s" if stamp else "")
-            + " WHERE mrn = %(mrn)s AND status = ANY(%(sources)s) RETURNING countries",
-            {"status": status, "at": at, "mrn": mrn, "sources": sources},
-        )
-    return list(found["countries"]) if found else None
-
-
-def set_state(conn: Conn, mrn: str, status: str | None, stamp: Stamp) -> None:
-    """Move the transit to ``status`` (None: keep it) and stamp ``stamp`` with now."""
-    assert stamp in ("released_at", "arrived_at", "closed_at")
-    if status is None:
-        run(conn, f"UPDATE transits SET {stamp} = now() WHERE mrn = %s", (mrn,))
-    else:
+    sets = [] if status is None else ["status = %(status)s"]
+    if stamp is not None:
+        sets.append(f"{stamp} = coalesce(%(at)s::timestamptz, now())")
+    if sets:
         run(
             conn,
-            f"UPDATE transits SET status = %s, {stamp} = now() WHERE mrn = %s",
-            (status, mrn),
+            f"UPDATE transits SET {', '.join(sets)} WHERE mrn = %(mrn)s",
+            {"status": status, "at": at, "mrn": mrn},
         )
 
 
 def finish_other_transits(conn: Conn, tracker_id: str, keep_mrn: str) -> None:
-    """A tracker follows one transit at a time: close the others it was on."""
+    """A tracker follows one transit at a time: close the others it was on (en route)."""
     run(
         conn,
-        "UPDATE transits SET status = 'closed', closed_at = now()"
-        " WHERE tracker_id = %s AND mrn <> %s AND status IN ('released', 'in_transit', 'overdue')",
-        (tracker_id, keep_mrn),
+        "UPDATE transits SET status = %s, closed_at = now()"
+        " WHERE tracker_id = %s AND mrn <> %s AND status = ANY(%s)",
+        (lifecycle.State.CLOSED, tracker_id, keep_mrn, sorted(lifecycle.EN_ROUTE)),
     )
 
 

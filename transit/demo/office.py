@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from transit.lifecycle import OPEN, Action, State, next_state
 from transit.model import make_mrn
 
 if TYPE_CHECKING:
     from firmware_sim.scenario import TruckPlan
 
-OPEN_STATES = ("declared", "released", "in_transit", "overdue", "arrived")
+OPEN_STATES = sorted(OPEN)
 TIME_LIMIT = timedelta(hours=72)
 _EPOCH = datetime(2020, 1, 1).timestamp()
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -102,7 +103,7 @@ class CustomsOffice:
                 if t["tracker_id"] not in ours:
                     continue
                 mrn = t["mrn"]
-                if state in ("declared", "released"):
+                if next_state(State(state), Action.CANCEL) is not None:
                     body: dict[str, Any] = {"reason": "withdrawn by a new run of the demo"}
                     r = self._call("POST", f"/api/v1/transits/{mrn}/cancel", self.admin_key, body)
                 else:

@@ -52,22 +52,19 @@ class Piece:
 
 @dataclass
 class Checked:
-    """What the engine says of each fix of a batch.
+    """What the engine says of each fix of a batch, as plain values: what reads it
+    (the rules, ingest) never calls back into the engine.
 
     Countries and zones come as small integers (-1: none) into ``country_codes`` and
-    ``zone_refs``; ``country`` and ``zone`` give them as strings (or None). Distances
-    to the route are worked out when asked for (:meth:`distance_of`), as only the
-    fixes that raise or clear an alert need one."""
+    ``zone_refs``; ``country`` and ``zone`` give them as strings (or None)."""
 
     inside: NDArray[np.bool_]
     country_id: NDArray[np.int16]
     zone_id: NDArray[np.int32]  # office for a slow fix inside a zone
     country_codes: list[str]
     zone_refs: list[str]
-    corridor: NDArray[np.int64]
-    lons: NDArray[np.float64]
-    lats: NDArray[np.float64]
-    engine: GeofenceEngine
+    # metres from each fix to its corridor's route (0 inside, or without a corridor)
+    distance_m: NDArray[np.float64]
 
     @property
     def country(self) -> NDArray[Any]:
@@ -81,18 +78,7 @@ class Checked:
 
     def distance_of(self, idx: NDArray[np.int64]) -> NDArray[np.float64]:
         """Metres from each of these fixes to its corridor's route (0 inside)."""
-        out = np.zeros(len(idx), dtype=np.float64)
-        away = np.flatnonzero(~self.inside[idx] & (self.corridor[idx] >= 0))
-        for c in np.unique(self.corridor[idx[away]]):
-            sel = away[self.corridor[idx[away]] == c]
-            corridor = self.engine.corridors[self.engine.ids[int(c)]]
-            out[sel] = corridor.distance_m(self.lons[idx[sel]], self.lats[idx[sel]])
-        return out
-
-    @property
-    def distance_m(self) -> NDArray[np.float64]:
-        """Metres from every fix to its corridor's route (0 inside)."""
-        return self.distance_of(np.arange(len(self.inside)))
+        return self.distance_m[idx]
 
 
 def cut_by_country(
@@ -422,6 +408,10 @@ class GeofenceEngine:
                     cand = slow[pt[zi == z]]
                     hit = shapely.contains_xy(self.zones[z], lons[cand], lats[cand])
                     zone[cand[hit]] = z
-        return Checked(
-            inside, country, zone, self.country_codes, self.zone_refs, corridors, lons, lats, self
-        )
+        # The fixes outside their corridor (few) get their distance to its route.
+        distance = np.zeros(n, dtype=np.float64)
+        away = np.flatnonzero(known & ~inside)
+        for c in np.unique(corridors[away]).tolist():
+            sel = away[corridors[away] == c]
+            distance[sel] = self.corridors[self.ids[c]].distance_m(lons[sel], lats[sel])
+        return Checked(inside, country, zone, self.country_codes, self.zone_refs, distance)

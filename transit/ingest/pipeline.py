@@ -6,7 +6,6 @@ it returns. That keeps it testable without a broker or a database.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -14,15 +13,16 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from transit.db.store import ActiveTransit, DeadLetter, LifecycleEvent
 from transit.devices import payload as wire
-from transit.geofence.engine import Checked, GeofenceEngine
+from transit.geofence.engine import GeofenceEngine
+from transit.ingest import journey
+from transit.ingest.types import ActiveTransit, DeadLetter
+from transit.lifecycle import EN_ROUTE, Action, LifecycleEvent, State
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
 from transit.rules.batch import TransitRules, observe_batch
 from transit.rules.deviation import DeviationRule, DeviationState
 from transit.rules.filters import FilteredFix, FixFilters, Screened, find_jumps, screen_fixes
 from transit.rules.movement import (
-    FixView,
     MovementState,
     Thresholds,
     TransitContext,
@@ -174,7 +174,8 @@ class Pipeline:
         """The wall-clock watchdog over every transit under way: silence and overdue.
 
         An overdue transit (not arrived by its time limit) also goes to the state
-        ``overdue``, with an enquiry opened: that goes into ``lifecycle``."""
+        ``overdue`` where the lifecycle allows it, with an enquiry opened: that goes
+        into ``lifecycle``."""
         out: list[AlertEvent] = []
         for device, transit in list(self.transits.items()):
             r = self._rules_of(transit)
@@ -184,13 +185,11 @@ class Pipeline:
                 r.ctx,
                 r.movement,
                 self.last_received.get(device),
-                transit.time_limit if transit.status != "arrived" else None,
+                transit.time_limit if State(transit.status) in EN_ROUTE else None,
             )
             out += found
-            late = any(a.type is AlertType.OVERDUE for a in found)
-            if late and lifecycle is not None and transit.status in ("released", "in_transit"):
-                lifecycle.append(LifecycleEvent(transit.mrn, "overdue", now, {}))
-                self.transits[device] = replace(transit, status="overdue")
+            if lifecycle is not None and any(a.type is AlertType.OVERDUE for a in found):
+                self.transits[device] = journey.step(transit, Action.OVERDUE, now, {}, lifecycle)
         return out
 
     def process(self, messages: list[RawMessage], now: datetime | None = None) -> BatchResult:
@@ -310,9 +309,12 @@ class Pipeline:
         )
         ends = [*starts[1:], n]
         for g, t in enumerate(transits):
-            lifecycle += self._lifecycle(
-                t, checked, lons, lats, times, starts[g], ends[g], before[g]
+            moved, found = journey.progress(
+                t, self.engine, checked, lons, lats, times, starts[g], ends[g], before[g]
             )
+            lifecycle += found
+            if moved is not t:
+                self.transits[t.tracker_id] = moved
         return events, jumped
 
     def _layout(
@@ -324,70 +326,6 @@ class Pipeline:
         starts = [0, *(np.flatnonzero(devices[1:] != devices[:-1]) + 1).tolist()]
         transits = [self.transits[sc.names[int(devices[s])]] for s in starts]
         return [sc.fixes[i] for i in order.tolist()], starts, transits
-
-    def _lifecycle(
-        self,
-        t: ActiveTransit,
-        checked: Checked,
-        lons: NDArray[np.float64],
-        lats: NDArray[np.float64],
-        times: list[datetime],
-        s: int,
-        e: int,
-        last: FixView | None,
-    ) -> list[LifecycleEvent]:
-        """Departure, border crossings and arrival in one transit's fixes of a batch.
-
-        A crossing is a change of country between fixes in time order (late fixes
-        are left out); it names the declared office of transit or exit in the country
-        entered. Arrival is a stop inside the office of destination's zone."""
-        assert self.engine is not None
-        out: list[LifecycleEvent] = []
-        status = t.status
-        if (
-            status == "released"
-            and self.engine.zone_at(float(lons[e - 1]), float(lats[e - 1])) != t.offices[0]
-        ):
-            out.append(LifecycleEvent(t.mrn, "depart", times[e - 1], {"office": t.offices[0]}))
-            status = "in_transit"
-        # Crossings: the changes of known country among the fixes newer than the last
-        # one seen (a batch is in time order), looked at only where they happen.
-        codes = checked.country_codes
-        first = s if last is None else bisect.bisect_right(times, last.time, s, e)
-        known = first + np.flatnonzero(checked.country_id[first:e] >= 0)
-        ids = checked.country_id[known]
-        before = np.r_[
-            codes.index(last.country) if last and last.country in codes else -1, ids[:-1]
-        ]
-        for j in np.flatnonzero((ids != before) & (before >= 0)).tolist():
-            i, c = int(known[j]), codes[int(ids[j])]
-            office = next((o for o in t.offices[1:] if o.startswith(c)), None)
-            out.append(
-                LifecycleEvent(
-                    t.mrn,
-                    "cross",
-                    times[i],
-                    {
-                        "from": codes[int(before[j])],
-                        "to": c,
-                        "office": office,
-                        "lat": round(float(lats[i]), 6),
-                        "lon": round(float(lons[i]), 6),
-                    },
-                )
-            )
-        if status in ("released", "in_transit", "overdue"):
-            dest = t.offices[-1]
-            zones = checked.zone_id[s:e]
-            hit = np.flatnonzero(zones >= 0)
-            for i in hit.tolist():
-                if checked.zone_refs[int(zones[i])] == dest:
-                    out.append(LifecycleEvent(t.mrn, "arrive", times[s + i], {"office": dest}))
-                    status = "arrived"
-                    break
-        if status != t.status:
-            self.transits[t.tracker_id] = replace(t, status=status)
-        return out
 
     def _context(self, transit: ActiveTransit) -> TransitContext:
         return TransitContext(

@@ -33,6 +33,8 @@ from transit.db import devices, server, store, workers
 from transit.geofence import borders
 from transit.ingest.pipeline import Pipeline, RawMessage
 from transit.ingest.storage import load_pipeline, write_result
+from transit.ingest.types import DeadLetter
+from transit.lifecycle import LifecycleEvent
 from transit.mqtt import connect_properties, make_client
 from transit.rules.filters import FixFilters
 
@@ -297,7 +299,7 @@ class IngestWorker:
             now = server.now(conn)
             conn.commit()
             self.pipeline.last_received = seen
-            changes: list[store.LifecycleEvent] = []
+            changes: list[LifecycleEvent] = []
             events = self.pipeline.tick(now, changes)
             if not events and not changes:
                 return
@@ -357,7 +359,7 @@ class IngestWorker:
         except psycopg.OperationalError:
             self._conn = None
 
-    def _count(self, n: int, rows: int, fixes: int, dead: list[store.DeadLetter]) -> None:
+    def _count(self, n: int, rows: int, fixes: int, dead: list[DeadLetter]) -> None:
         st = self.stats
         st.messages_in += n
         st.rows_written += rows

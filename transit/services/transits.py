@@ -62,9 +62,7 @@ def declare(conn: Conn, who: Principal, body: TransitIn, now: datetime) -> None:
         raise Invalid.field("tracker_id", f"{body.tracker_id} is not a registered tracker")
     if len(set(body.seal_ids)) != len(body.seal_ids):
         raise Invalid.field("seal_ids", "a seal is declared twice")
-    busy = transits.tracker_busy(
-        conn, body.tracker_id, [s.value for s in lifecycle.UNDER_WAY] + ["declared"]
-    )
+    busy = transits.tracker_busy(conn, body.tracker_id, sorted(lifecycle.OPEN))
     if busy:
         raise Invalid.field("tracker_id", f"{body.tracker_id} is on transit {busy}")
     details = {

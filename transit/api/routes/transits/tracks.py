@@ -18,10 +18,10 @@ from transit.api.routes.transit_schemas import MrnPath
 from transit.api.security import Caller
 from transit.db import telemetry
 from transit.db.query import Conn
+from transit.lifecycle import FINISHED
 from transit.services.transits import visible
 
 router = APIRouter()
-FINISHED = ("closed", "cancelled")
 
 
 def until(tr: dict[str, Any]) -> datetime | None:

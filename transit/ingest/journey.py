@@ -10,7 +10,7 @@ serves: the store applies the events it returns through the same state machine.
 from __future__ import annotations
 
 import bisect
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,20 @@ from transit.geofence.engine import Checked, GeofenceEngine
 from transit.ingest.types import ActiveTransit
 from transit.lifecycle import Action, LifecycleEvent, State, next_state
 from transit.rules.movement import FixView
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """One transit's fixes ``[s, e)`` of a batch (in time order, as the engine checked
+    them) and its newest fix before the batch."""
+
+    checked: Checked
+    lons: NDArray[np.float64]
+    lats: NDArray[np.float64]
+    times: list[datetime]
+    s: int
+    e: int
+    last: FixView | None
 
 
 def step(
@@ -45,56 +59,41 @@ def allows(t: ActiveTransit, action: Action) -> bool:
 
 
 def progress(
-    t: ActiveTransit,
-    engine: GeofenceEngine,
-    checked: Checked,
-    lons: NDArray[np.float64],
-    lats: NDArray[np.float64],
-    times: list[datetime],
-    s: int,
-    e: int,
-    last: FixView | None,
+    t: ActiveTransit, engine: GeofenceEngine, fixes: Stretch
 ) -> tuple[ActiveTransit, list[LifecycleEvent]]:
-    """Departure, border crossings and arrival in one transit's fixes ``[s, e)`` of a
-    batch (checked by the engine), in that order. ``last`` is the transit's newest fix
-    before the batch. Returns the transit as it then is, and what was found.
+    """Departure, border crossings and arrival in one transit's fixes of a batch, in
+    that order. Returns the transit as it then is, and what was found.
 
     Departure is the batch's newest fix outside the office of departure's zone. A
     crossing is a change of country between fixes in time order (late fixes are left
     out); it names the declared office of transit or exit in the country entered.
     Arrival is a stop inside the office of destination's zone."""
     out: list[LifecycleEvent] = []
+    s, e, times = fixes.s, fixes.e, fixes.times
     if (
         allows(t, Action.DEPART)
-        and engine.zone_at(float(lons[e - 1]), float(lats[e - 1])) != t.offices[0]
+        and engine.zone_at(float(fixes.lons[e - 1]), float(fixes.lats[e - 1])) != t.offices[0]
     ):
         t = step(t, Action.DEPART, times[e - 1], {"office": t.offices[0]}, out)
     if allows(t, Action.CROSS):
-        for time, details in crossings(t, checked, lons, lats, times, s, e, last):
+        for time, details in crossings(t, fixes):
             t = step(t, Action.CROSS, time, details, out)
     if allows(t, Action.ARRIVE):
         dest = t.offices[-1]
-        zones = checked.zone_id[s:e]
+        zones = fixes.checked.zone_id[s:e]
         for i in np.flatnonzero(zones >= 0).tolist():
-            if checked.zone_refs[int(zones[i])] == dest:
+            if fixes.checked.zone_refs[int(zones[i])] == dest:
                 t = step(t, Action.ARRIVE, times[s + i], {"office": dest}, out)
                 break
     return t, out
 
 
-def crossings(
-    t: ActiveTransit,
-    checked: Checked,
-    lons: NDArray[np.float64],
-    lats: NDArray[np.float64],
-    times: list[datetime],
-    s: int,
-    e: int,
-    last: FixView | None,
-) -> list[tuple[datetime, dict[str, Any]]]:
-    """The border crossings in fixes ``[s, e)``, each as (time, details): the changes of
-    known country among the fixes newer than ``last`` (a batch is in time order),
-    looked at only where they happen."""
+def crossings(t: ActiveTransit, fixes: Stretch) -> list[tuple[datetime, dict[str, Any]]]:
+    """The border crossings in a transit's fixes, each as (time, details): the changes
+    of known country among the fixes newer than the last one seen (a batch is in time
+    order), looked at only where they happen."""
+    checked, lons, lats, times = fixes.checked, fixes.lons, fixes.lats, fixes.times
+    s, e, last = fixes.s, fixes.e, fixes.last
     codes = checked.country_codes
     first = s if last is None else bisect.bisect_right(times, last.time, s, e)
     known = first + np.flatnonzero(checked.country_id[first:e] >= 0)

@@ -309,9 +309,8 @@ class Pipeline:
         )
         ends = [*starts[1:], n]
         for g, t in enumerate(transits):
-            moved, found = journey.progress(
-                t, self.engine, checked, lons, lats, times, starts[g], ends[g], before[g]
-            )
+            fixes = journey.Stretch(checked, lons, lats, times, starts[g], ends[g], before[g])
+            moved, found = journey.progress(t, self.engine, fixes)
             lifecycle += found
             if moved is not t:
                 self.transits[t.tracker_id] = moved

@@ -104,21 +104,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "--group",
             args.group,
         ]
-        supervise(args.workers, extra, stop)
+        supervise(args.workers, extra, stop, args.client_id or "transit-ingest")
         return 0
     worker = IngestWorker(
         get_settings(),
         WorkerConfig(
             batch_size=args.batch_size,
             max_age_ms=args.max_age_ms,
-            client_id=args.client_id,
+            client_id=args.client_id or "transit-ingest-0",
             group=args.group,
-            watchdog=not args.no_watchdog,
         ),
     )
     worker.install_signal_handlers()
-    worker.run()
-    return 0
+    return worker.run()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -489,13 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("--batch-size", type=int, default=2000)
     ing.add_argument("--max-age-ms", type=float, default=50.0)
-    ing.add_argument("--client-id", default="transit-ingest-0")
-    ing.add_argument("--group", default="ingest", help="shared-subscription group")
     ing.add_argument(
-        "--no-watchdog",
-        action="store_true",
-        help="leave the wall-clock rules (silence, overdue) to another worker",
+        "--client-id",
+        help="the worker's slot, its MQTT client id (default transit-ingest-0); with"
+        " --workers N, the prefix of the N slots PREFIX-0 ... (default transit-ingest):"
+        " one per machine",
     )
+    ing.add_argument("--group", default="ingest", help="shared-subscription group")
     ing.set_defaults(func=cmd_ingest)
 
     api = sub.add_parser("api", help="serve the HTTP API")

@@ -14,9 +14,10 @@ newer_than => start)``. A transit declared long ago and never closed holds every
 chunk from its declaration on: the report names the transits that hold chunks back
 (``held_by``).
 
-The ingest worker that runs the wall-clock rules runs this at start and then once
-an hour: ingest runs wherever telemetry arrives, and a group has exactly one such
-worker. ``transit retention run`` runs it by hand (``--dry-run`` to see first).
+The ingest process holding the watchdog lease runs this when it takes the lease and
+then once an hour: ingest runs wherever telemetry arrives, and one process across
+all workers holds the lease (docs/ingest-membership.md). ``transit retention run``
+runs it by hand (``--dry-run`` to see first).
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def reset_database(settings: Settings, cfg: BenchConfig) -> list[str]:
         migrate(conn)
         conn.execute(
             "TRUNCATE fixes, seal_events, dead_letters, alerts, transits, devices, corridors,"
-            " offices, ingest_workers, audit_log CASCADE"
+            " offices, ingest_workers, ingest_slots, leases, audit_log CASCADE"
         )
         conn.commit()
         network = acts_network()

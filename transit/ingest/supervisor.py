@@ -1,8 +1,11 @@
 """``transit ingest --workers N``: N worker processes on the shared subscription.
 
-Each worker is its own process (``transit-ingest-<i>``, a persistent MQTT session of
-its own). A worker that dies, however it dies, is started again with the same id, so
-the broker hands it the messages it had not acknowledged. SIGTERM stops them all.
+Each worker is its own process in a slot of its own (``<prefix>-<i>``, a persistent
+MQTT session; the prefix is ``transit-ingest`` unless ``--client-id`` sets one, which
+each machine running several workers of one group needs). A worker that dies, however
+it dies, is started again with the same id: it waits for its slot if a live worker
+is draining the session meanwhile (:mod:`transit.ingest.membership`), then takes it
+up. SIGTERM stops them all, each leaving the group gracefully.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import time
 log = logging.getLogger(__name__)
 
 
-def worker_command(index: int, extra: list[str]) -> list[str]:
-    """The command line of worker ``index``. One watchdog is enough: the wall-clock
-    rules read the last-heard times that every worker writes."""
-    cmd = [
+def worker_command(index: int, extra: list[str], prefix: str = "transit-ingest") -> list[str]:
+    """The command line of worker ``index`` (which of them runs the wall-clock rules
+    is settled by the watchdog lease, not here)."""
+    return [
         sys.executable,
         "-m",
         "transit.cli",
@@ -28,13 +31,14 @@ def worker_command(index: int, extra: list[str]) -> list[str]:
         "--workers",
         "1",
         "--client-id",
-        f"transit-ingest-{index}",
+        f"{prefix}-{index}",
         *extra,
     ]
-    return cmd if index == 0 else [*cmd, "--no-watchdog"]
 
 
-def supervise(workers: int, extra: list[str], stop: threading.Event) -> int:
+def supervise(
+    workers: int, extra: list[str], stop: threading.Event, prefix: str = "transit-ingest"
+) -> int:
     """Run ``workers`` processes until ``stop``; restart any that exits."""
     procs: dict[int, subprocess.Popen[bytes]] = {}
     restarts = 0
@@ -45,7 +49,7 @@ def supervise(workers: int, extra: list[str], stop: threading.Event) -> int:
                 if p is not None:
                     restarts += 1
                     log.warning("worker %d exited with %s; restarting", i, p.returncode)
-                procs[i] = subprocess.Popen(worker_command(i, extra))
+                procs[i] = subprocess.Popen(worker_command(i, extra, prefix))
         stop.wait(0.2)
     for p in procs.values():
         if p.poll() is None:

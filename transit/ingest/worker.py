@@ -6,6 +6,12 @@ backpressure, with memory bounded). The main thread takes batches by size or age
 runs the pipeline, writes the batch in one transaction with COPY, and only then
 sends the PUBACKs. A crash before the commit loses nothing: the broker redelivers,
 and ``(device_id, seq)`` makes the second write a no-op.
+
+Workers come and go (:mod:`transit.ingest.membership`): each owns a slot of its group
+in the database; a stopped worker (SIGTERM) takes its session out of the group and
+ends it, once empty; a dead one's session is drained by a live worker into this same
+queue and batch path. The wall-clock rules and the retention run in the one process
+that holds the watchdog lease.
 """
 
 from __future__ import annotations
@@ -17,33 +23,34 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 
-from transit import retention
 from transit.broker import ALERT_TOPIC
 from transit.config import Settings
 from transit.db import alerts as alert_rows
-from transit.db import devices, server, store, workers
+from transit.db import devices, store, workers
 from transit.geofence import borders
-from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest import session
+from transit.ingest.membership import Membership
+from transit.ingest.pipeline import Pipeline
+from transit.ingest.session import Item, Link, message_handler
+from transit.ingest.stats import Stats
 from transit.ingest.storage import load_pipeline, write_result
 from transit.ingest.types import DeadLetter
-from transit.lifecycle import LifecycleEvent
+from transit.ingest.watchdog import Watchdog
 from transit.mqtt import connect_properties, make_client
 from transit.rules.filters import FixFilters
 
 log = logging.getLogger(__name__)
 
 DEVICE_TOPICS = "transit/v1/devices/+/+"
-# mid, qos, message, monotonic receive time, connection it came on
-Item = tuple[int, int, RawMessage, float, int]
-WATCHDOG_S = 5.0  # how often the wall-clock rules run
+LEAVE_S = 30.0  # a stopping worker gives up waiting for its session to empty after this
+FENCED = 3  # exit status of a worker whose slot was taken from it
 
 
 @dataclass
@@ -54,74 +61,14 @@ class WorkerConfig:
     max_age_ms: float = 50.0
     queue_limit: int = 20000
     refresh_s: float = 2.0
-    client_id: str = "transit-ingest-0"
+    client_id: str = "transit-ingest-0"  # the slot: one process at a time uses it
     group: str = "ingest"  # the shared-subscription group: $share/<group>/...
-    watchdog: bool = True  # run the wall-clock rules (one worker of a group does)
+    keepalive: int = session.KEEPALIVE_S
 
     @property
     def subscription(self) -> str:
         """The topic filter this worker subscribes to."""
         return f"$share/{self.group}/{DEVICE_TOPICS}"
-
-
-BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-
-
-@dataclass
-class Histogram:
-    """Bucket counts (non-cumulative) and the sum, as Prometheus histograms need."""
-
-    bounds: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        if not self.counts:
-            self.counts = [0] * (len(self.bounds) + 1)
-        i = next((k for k, b in enumerate(self.bounds) if value <= b), len(self.bounds))
-        self.counts[i] += 1
-        self.total += value
-
-    def as_json(self) -> dict[str, Any]:
-        """The histogram as stored."""
-        return {"bounds": list(self.bounds), "counts": self.counts, "sum": self.total}
-
-
-@dataclass
-class Stats:
-    """Counters a worker keeps; written to ``ingest_workers`` and exported at /metrics."""
-
-    messages_in: int = 0
-    rows_written: int = 0
-    duplicates: int = 0
-    batches: int = 0
-    alerts_raised: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    filtered_fixes: Counter[str] = field(default_factory=Counter)  # by reason
-    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
-    commit_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
-    ack_lag_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
-    queue_depth: int = 0
-    last_ack_lag_ms: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        """The snapshot stored for /metrics."""
-        return {
-            "messages_in": self.messages_in,
-            "rows_written": self.rows_written,
-            "duplicates": self.duplicates,
-            "batches": self.batches,
-            "alerts_raised": self.alerts_raised,
-            "dead_letters": dict(self.dead_letters),
-            "filtered_fixes": dict(self.filtered_fixes),
-            "batch_size": self.batch_size.as_json(),
-            "commit_ms": self.commit_ms.as_json(),
-            "ack_lag_ms": self.ack_lag_ms.as_json(),
-            "queue_depth": self.queue_depth,
-            "last_ack_lag_ms": self.last_ack_lag_ms,
-        }
 
 
 class IngestWorker:
@@ -133,12 +80,11 @@ class IngestWorker:
         self.stats = Stats()
         self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
         self._started = datetime.now(UTC)
-        self._generation = 0
+        self._leaving = False  # stopping: never subscribe again
         self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
-        self._last_tick = time.monotonic()
-        self._last_retention: float | None = None
         self._last_snapshot = 0.0
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # leave the group
+        self._halt = threading.Event()  # give up now (asked twice): the session stays
         self._conn: psycopg.Connection[Any] | None = None
         self.pipeline = Pipeline()
         self.pipeline.filters = FixFilters(
@@ -155,8 +101,29 @@ class IngestWorker:
             client_id=self.config.client_id,
             manual_ack=True,
         )
+        self.membership = Membership(
+            settings,
+            self.config.group,
+            self.config.client_id,
+            self.config.subscription,
+            self._queue,
+            self._stop,
+            self._halt,
+        )
+        self.watchdog = Watchdog(
+            settings,
+            self.membership,
+            self.pipeline,
+            self._db,
+            self._refresh,
+            self._lost,
+            self._publish_alerts,
+        )
+        self.link = Link(self.client, own=True)
         self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *_: self.link.new_connection()
+        self.client.on_subscribe = lambda *_: self.membership.subscribed.set()
+        self.client.on_message = message_handler(self.link, self._queue)
 
     # -- MQTT side (paho's thread) -------------------------------------------------
     def _on_connect(
@@ -167,33 +134,28 @@ class IngestWorker:
             return
         # A message id belongs to one connection: acknowledgements owed on the previous
         # one are dropped, and the broker redelivers those messages on this one.
-        self._generation += 1
-        client.subscribe(self.config.subscription, qos=1)
-        log.info("ingest subscribed to %s", self.config.subscription)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # Blocks when the queue is full: paho stops reading and the broker holds on.
-        sig = None
-        props = getattr(msg, "properties", None)
-        for name, value in getattr(props, "UserProperty", None) or []:
-            if name == "sig":
-                sig = value
-        raw = RawMessage(msg.topic, bytes(msg.payload), sig)
-        self._queue.put((msg.mid, msg.qos, raw, time.monotonic(), self._generation))
+        self.link.new_connection()
+        if not self._leaving:
+            client.subscribe(self.config.subscription, qos=1)
+            log.info("ingest subscribed to %s", self.config.subscription)
 
     # -- database side (main thread) --------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
         while self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(self.settings.database_url, connect_timeout=5)
+                self._conn = self.membership.connect()
                 store.prepare_session(self._conn)
                 self._last_refresh = 0.0
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable (%s); retrying", exc)
                 self._conn = None
-                if self._stop.wait(1.0):
+                if self._halt.wait(1.0):
                     raise
         return self._conn
+
+    def _lost(self) -> None:
+        """The connection broke: the next use makes a new one."""
+        self._conn = None
 
     def _refresh(self, conn: psycopg.Connection[Any]) -> None:
         now = time.monotonic()
@@ -248,9 +210,7 @@ class IngestWorker:
             try:
                 self._look_up_senders(conn, batch)
                 self._refresh(conn)
-                result = self.pipeline.process(
-                    [m for _, _, m, _, _ in batch], now=datetime.now(UTC)
-                )
+                result = self.pipeline.process([it[2] for it in batch], now=datetime.now(UTC))
                 t0 = time.monotonic()
                 rows, alert_ids = write_result(conn, result)
                 alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
@@ -264,11 +224,11 @@ class IngestWorker:
                 self._last_refresh = 0.0
                 # Rule state may have advanced for a batch that was rolled back.
                 self.pipeline.reset_state()
-                if self._stop.wait(0.5):
+                if self._halt.wait(0.5):
                     raise
-        for mid, qos, _, _, gen in batch:
-            if qos > 0 and gen == self._generation:
-                self.client.ack(mid, qos)
+        for mid, qos, _, _, link, gen in batch:
+            link.settle(mid, qos, gen)
+        self.stats.reaped_messages += sum(1 for it in batch if not it[4].own)
         self._count(len(batch), rows, len(result.fixes), result.dead_letters)
         self.stats.filtered_fixes.update(f.reason for f in result.filtered)
         lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
@@ -283,65 +243,10 @@ class IngestWorker:
             return
         self._last_snapshot = now
         self.stats.queue_depth = self._queue.qsize()
+        self.stats.reaps = self.membership.reaps
         snap = self.stats.as_json()
         snap["queue_limit"] = self.config.queue_limit
         workers.save(conn, self.config.client_id, os.getpid(), self._started, snap)
-
-    def _watchdog(self) -> None:
-        """Wall-clock rules (silence, overdue) over the transits this worker has heard."""
-        self._last_tick = time.monotonic()
-        if not self.config.watchdog:
-            return
-        try:
-            conn = self._db()
-            # Any worker may have heard a device last: the database knows which did.
-            seen = devices.last_seen(conn, list(self.pipeline.transits))
-            now = server.now(conn)
-            conn.commit()
-            self.pipeline.last_received = seen
-            changes: list[LifecycleEvent] = []
-            events = self.pipeline.tick(now, changes)
-            if not events and not changes:
-                return
-            _, alert_ids = store.write_batch(conn, [], [], [], events)
-            store.apply_lifecycle(conn, changes)
-            alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
-            conn.commit()
-        except psycopg.OperationalError:
-            self._conn = None
-            self.pipeline.reset_state()  # those alerts were not written: find them again
-            return
-        self._publish_alerts(alerts)
-
-    def _retention_due(self) -> bool:
-        last = self._last_retention
-        return last is None or time.monotonic() - last >= retention.EVERY_S
-
-    def _retention(self) -> None:
-        """Drop telemetry past the retention (once at start, then hourly). The worker
-        that runs the wall-clock rules does it: there is one per ingest group, and
-        ingest runs wherever data arrives. Its own connection keeps a failure (a
-        chunk locked elsewhere) away from the batches."""
-        self._last_retention = time.monotonic()
-        days = self.settings.retention_days
-        if days is None:
-            return
-        try:
-            with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
-                now = server.now(conn)
-                report = retention.run(conn, days, now, actor="ingest")
-                conn.commit()
-        except psycopg.Error as exc:
-            log.warning("retention not run (%s); next try in an hour", exc)
-            return
-        held = [w.mrn for w in report.held_by]
-        log.info(
-            "retention (%d days): %d chunks dropped; held by %d transits %s",
-            days,
-            sum(len(v) for v in report.dropped.values()),
-            len(held),
-            held[:5],
-        )
 
     def _publish_alerts(self, alerts: list[dict[str, Any] | None]) -> None:
         """Tell live consumers of the alerts just committed."""
@@ -369,35 +274,110 @@ class IngestWorker:
         for d in dead:
             st.dead_letters[d.reason] += 1
 
-    def run(self) -> None:
-        """Consume until SIGTERM/SIGINT or :meth:`stop`."""
+    def _turn(self) -> None:
+        """One turn of the main loop: a batch (or an idle report), the watchdog's due."""
+        batch = self._take_batch()
+        if batch:
+            self._commit(batch)
+        else:
+            self._idle()
+        self.watchdog.run_due()
+
+    def run(self) -> int:
+        """Consume until SIGTERM/SIGINT or :meth:`stop`, then leave the group. Returns
+        the exit status: 0, or :data:`FENCED` when the slot was taken from this worker."""
+        if not self.membership.claim():
+            return 0
         self.client.connect(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
-            keepalive=30,
+            keepalive=self.config.keepalive,
             clean_start=False,
-            properties=connect_properties(3600),
+            properties=connect_properties(session.SESSION_EXPIRY_S),
         )
         self.client.loop_start()
         try:
-            while not self._stop.is_set():
-                batch = self._take_batch()
-                if batch:
-                    self._commit(batch)
-                else:
-                    self._idle()
-                if time.monotonic() - self._last_tick >= WATCHDOG_S:
-                    self._watchdog()
-                if self.config.watchdog and self._retention_due():
-                    self._retention()
+            while not self._stop.is_set() and not self.membership.fenced.is_set():
+                self._turn()
+            if self.membership.fenced.is_set():
+                # Someone drains this session now: touch nothing, say nothing, go.
+                session.abandon(self.client, self.link)
+                return FENCED
+            self._leave()
+            return 0
         finally:
-            self.client.disconnect()
             self.client.loop_stop()
             if self._conn is not None:
                 self._conn.close()
 
+    def _leave(self) -> None:
+        """Stop gracefully. While another member runs: unsubscribe (what the session
+        holds still comes), process and acknowledge until quiet, end the session
+        (expiry 0) and check that the broker has none left. As the last member: keep
+        the session, which holds what is published until a worker comes back."""
+        while self.membership.reaping:  # a dead member's session: drained to its end
+            self._turn()
+        if not self.membership.leave():
+            deadline = time.monotonic() + 5
+            while not self._queue.empty() and time.monotonic() < deadline:
+                self._turn()
+            self.client.disconnect()  # normal: the session and its subscription stay
+            self.membership.finish("parked")
+            log.info("%s parked: the last member keeps its session", self.config.client_id)
+            return
+        self._leaving = True
+        deadline = time.monotonic() + LEAVE_S
+
+        def turn() -> bool:
+            self._turn()
+            return time.monotonic() < deadline and not self._halt.is_set()
+
+        if not self.link.empty(self.config.subscription, turn):
+            log.warning("session of %s not emptied; left for a reaper", self.config.client_id)
+            self.membership.finish("leaving")
+            return
+        session.expire(self.client)
+        report = self._drain_own()
+        self.membership.finish("left" if report.gone else "leaving", report.messages)
+        log.info(
+            "%s left its group: session %s (%d more messages on checking)",
+            self.config.client_id,
+            "gone" if report.gone else f"still there ({report.reason})",
+            report.messages,
+        )
+
+    def _drain_own(self) -> session.DrainReport:
+        """Connect to this worker's session again: none left (the broker read the
+        DISCONNECT), or drain it like a dead member's; batches go on meanwhile."""
+        reports: list[session.DrainReport] = []
+        halt = threading.Event()
+        job = threading.Thread(
+            target=lambda: reports.append(
+                session.drain(
+                    self.settings,
+                    self.config.client_id,
+                    self.config.subscription,
+                    self._queue,
+                    halt,
+                )
+            ),
+            daemon=True,
+        )
+        job.start()
+        deadline = time.monotonic() + LEAVE_S
+        while job.is_alive():
+            self._turn()
+            if time.monotonic() > deadline:
+                halt.set()
+        job.join()
+        return reports[0] if reports else session.DrainReport(reason="drain failed")
+
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in hand."""
+        """Ask :meth:`run` to leave the group after the batch in hand; asked again,
+        to stop retrying a database that is away (the session then stays for a
+        reaper, nothing is lost)."""
+        if self._stop.is_set():
+            self._halt.set()
         self._stop.set()
 
     def install_signal_handlers(self) -> None:

@@ -32,6 +32,8 @@ class _IngestCollector:
             "duplicates": "fixes already stored (redeliveries, replays)",
             "batches": "batches committed",
             "alerts_raised": "alerts raised",
+            "reaped_messages": "messages taken from the sessions of workers gone",
+            "reaps": "sessions of workers gone drained",
         }
         for key, doc in counters.items():
             fam = CounterMetricFamily(f"transit_ingest_{key}", doc, labels=["worker"])

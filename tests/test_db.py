@@ -126,8 +126,8 @@ def test_thresholds_come_from_the_corridor_and_the_transit_over_it(db, close_tra
         db.commit()
     from transit.ingest.pipeline import rules_config
 
-    th, rule = rules_config({"stop_limit_s": 300, "route_debounce_s": 90})
-    assert (th.stop_limit_s, rule.debounce_s, th.low_battery_pct) == (300, 90, 15)
+    th = rules_config({"stop_limit_s": 300, "route_debounce_s": 90})
+    assert (th.stop_limit_s, th.route_debounce_s, th.low_battery_pct) == (300, 90, 15)
     with pytest.raises(ValueError, match=r"thresholds\.stop_limt_s: unknown"):
         rules_config({"stop_limt_s": 300})
     with pytest.raises(ValueError, match=r"thresholds\.jump_min_m: must be a positive number"):

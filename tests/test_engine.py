@@ -8,6 +8,7 @@ import pytest
 from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
+from transit.rules.movement import Thresholds
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,23 @@ def test_check_gives_inside_country_distance_and_zone(engine) -> None:
     lats = np.array([1.4450, 1.5350, 1.5350, 6.5080])
     ids = engine.indices(["SG-MY-KUL", "SG-MY-KUL", "SG-MY-KUL", "MY-TH-BKK"])
     speeds = np.array([0.0, 80.0, 80.0, 2.0])
-    c = engine.check(lons, lats, ids, speeds)
+    c = engine.check(lons, lats, ids, speeds, Thresholds().stop_speed_kmh)
     assert c.inside.tolist() == [True, True, False, True]
     assert list(c.country) == ["SG", "MY", "MY", "MY"]
     assert c.distance_m[2] > 10_000 and c.distance_m[0] == 0
     # Slow fixes at an office are in its zone; a fast one is not looked up.
     assert list(c.zone) == ["SGWDL001", None, None, "MYBKH001"]
+
+
+def test_zones_are_found_at_each_fixs_own_stop_speed(engine) -> None:
+    # Two fixes crawling at 8 km/h through an office: stopped only for the transit
+    # whose stop speed is 10 km/h; no fixed speed of the engine's own decides it.
+    lons, lats = np.array([100.4210, 100.4210]), np.array([6.5080, 6.5080])
+    ids = engine.indices(["MY-TH-BKK", "MY-TH-BKK"])
+    speeds = np.array([8.0, 8.0])
+    c = engine.check(lons, lats, ids, speeds, np.array([10.0, 5.0]))
+    assert list(c.zone) == ["MYBKH001", None]
+    assert list(engine.check(lons, lats, ids, speeds, 10.0).zone) == ["MYBKH001"] * 2
+    assert list(engine.check(lons, lats, ids).zone) == [None, None]  # no speeds: no zones
+    with pytest.raises(TypeError):
+        engine.check(lons, lats, ids, speeds)

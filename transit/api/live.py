@@ -44,12 +44,13 @@ from transit import lifecycle
 from transit.db import alerts, server, transits
 from transit.db.visibility import Visibility
 from transit.keys import KeyRefused, Principal, authenticate, refused
+from transit.rules.movement import Thresholds
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 SILENT_S = 120.0  # no fix for this long: the truck is drawn as silent
-STOP_KMH = 5.0
+STOP_KMH = Thresholds().stop_speed_kmh  # the rules' default: what a stop is
 MAX_TRUCKS_PER_FRAME = 20_000
 UNDER_WAY = sorted(s.value for s in lifecycle.UNDER_WAY)
 KEY_CHECK_S = 1.0  # how often the clients' keys are re-read (revoked or expired: closed)

@@ -36,7 +36,7 @@ from transit.config import Settings
 from transit.geofence import borders as borders_mod
 from transit.geofence.corridor import Corridor, acts_network, build_corridor, load_geojson
 from transit.geofence.engine import GeofenceEngine
-from transit.rules.batch import TransitRules, observe_batch
+from transit.rules.batch import TransitRules, observe_batch, stop_speeds
 from transit.rules.movement import TransitContext
 
 REPEATS = 5
@@ -120,8 +120,8 @@ def engine_with_rules(
 ) -> int:
     """One pass as ingest makes it: the engine, then every rule over each transit's
     fixes (:func:`observe_batch`, the pipeline's own code). Returns the alert count."""
-    checked = engine.check(lons, lats, corridor, speeds)
     starts = np.flatnonzero(np.r_[True, tr[1:] != tr[:-1]])
+    checked = engine.check(lons, lats, corridor, speeds, stop_speeds(rules, starts, len(tr)))
     return len(observe_batch(checked, lons, lats, speeds, seconds, times, starts, rules))
 
 

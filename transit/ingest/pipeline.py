@@ -7,7 +7,7 @@ it returns. That keeps it testable without a broker or a database.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
 import numpy as np
@@ -19,8 +19,8 @@ from transit.ingest import journey
 from transit.ingest.types import ActiveTransit, DeadLetter
 from transit.lifecycle import EN_ROUTE, Action, LifecycleEvent, State
 from transit.model import AlertEvent, AlertType, Fix, SealEvent
-from transit.rules.batch import TransitRules, observe_batch
-from transit.rules.deviation import DeviationRule, DeviationState
+from transit.rules.batch import TransitRules, observe_batch, stop_speeds
+from transit.rules.deviation import DeviationState
 from transit.rules.filters import FilteredFix, FixFilters, Screened, find_jumps, screen_fixes
 from transit.rules.movement import (
     MovementState,
@@ -33,40 +33,23 @@ from transit.rules.seal import check_seal
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_KEYS = {
-    "stop_speed_kmh",
-    "stop_limit_s",
-    "max_speed_kmh",
-    "jump_min_m",
-    "reporting_period_s",
-    "signal_lost_periods",
-    "low_battery_pct",
-}
-DEVIATION_KEYS = {"route_debounce_s": "debounce_s", "route_clear_s": "clear_s"}
+THRESHOLD_KEYS = frozenset(f.name for f in fields(Thresholds))
 
 
-def rules_config(
-    overrides: dict[str, float],
-    base: Thresholds | None = None,
-    base_rule: DeviationRule | None = None,
-) -> tuple[Thresholds, DeviationRule]:
+def rules_config(overrides: dict[str, float], base: Thresholds | None = None) -> Thresholds:
     """Thresholds with a corridor's or transit's overrides applied.
 
-    Keys are the fields of :class:`Thresholds` plus ``route_debounce_s`` and
-    ``route_clear_s``; an unknown key or a value that is not a positive number is a
-    ValueError naming it (the API checks it when a transit or corridor is stored)."""
+    Keys are the fields of :class:`Thresholds`; an unknown key or a value that is not
+    a positive number is a ValueError naming it (the API checks it when a transit or
+    corridor is stored)."""
     th: dict[str, float] = {}
-    dev: dict[str, float] = {}
     for key, value in overrides.items():
-        if key not in THRESHOLD_KEYS and key not in DEVIATION_KEYS:
+        if key not in THRESHOLD_KEYS:
             raise ValueError(f"thresholds.{key}: unknown threshold")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValueError(f"thresholds.{key}: must be a positive number, not {value!r}")
-        if key in DEVIATION_KEYS:
-            dev[DEVIATION_KEYS[key]] = float(value)
-        else:
-            th[key] = float(value)
-    return replace(base or Thresholds(), **th), replace(base_rule or DeviationRule(), **dev)
+        th[key] = float(value)
+    return replace(base or Thresholds(), **th)
 
 
 @dataclass(frozen=True)
@@ -98,11 +81,8 @@ class BatchResult:
 class Pipeline:
     """Decodes messages and runs the corridor rules for the transits under way."""
 
-    def __init__(
-        self, engine: GeofenceEngine | None = None, rule: DeviationRule | None = None
-    ) -> None:
+    def __init__(self, engine: GeofenceEngine | None = None) -> None:
         self.engine = engine
-        self.rule = rule or DeviationRule()
         self.transits: dict[str, ActiveTransit] = {}
         # Registered devices and their HMAC keys (None: the device signs nothing).
         self.devices: dict[str, bytes | None] = {}
@@ -142,10 +122,10 @@ class Pipeline:
 
     def _new_rules(self, t: ActiveTransit) -> TransitRules:
         try:
-            th, rule = rules_config(t.thresholds, self.thresholds, self.rule)
+            th = rules_config(t.thresholds, self.thresholds)
         except ValueError as exc:  # stored before the API checked them: defaults, loudly
             log.warning("transit %s: %s; default thresholds used", t.mrn, exc)
-            th, rule = self.thresholds, self.rule
+            th = self.thresholds
         ids = self.engine.country_ids(t.countries) if self.engine else set()
         # Conditions open in the database stay open here (a restarted worker neither
         # raises them again nor forgets to clear them). Route deviation keeps its own.
@@ -156,7 +136,6 @@ class Pipeline:
         return TransitRules(
             ctx=self._context(t),
             thresholds=th,
-            rule=rule,
             deviation=DeviationState(alert_open=is_open),
             movement=MovementState(open_keys=held),
             country_ids=frozenset(ids),
@@ -295,7 +274,8 @@ class Pipeline:
             self.engine.indices([t.corridor_id for t in transits]),
             np.diff(np.r_[starts, n]),
         )
-        checked = self.engine.check(lons, lats, corridor, speeds)
+        stops = stop_speeds(rules, np.asarray(starts, dtype=np.int64), n)
+        checked = self.engine.check(lons, lats, corridor, speeds, stops)
         before = [r.movement.last for r in rules]
         events += observe_batch(
             checked,

@@ -1,18 +1,18 @@
-"""The corridor and movement rules over a whole batch of fixes at once.
+"""The rules over a whole batch of fixes at once: the only way ingest runs them.
 
 Pure, like the rules it drives. The batch is sorted by transit, then by event time.
-Every condition that could make a stretch of fixes interesting (outside the corridor,
-slow, in a zone, in an undeclared country, a gap, a jump, older than the fix before)
-is computed for all fixes in a few numpy operations; a transit whose stretch has none
-of them, and nothing pending, only moves its state on; so does a stop with nothing
-else about it that ends under the stop limit. The others go fix by fix
-through the same rules as always (:func:`observe_fixes`, :func:`observe_stretch`), so
-the batch gives exactly the alerts the fix-by-fix path gives (tested).
+Route deviation runs over the batch in :mod:`transit.rules.deviation`. For the
+movement rules (:func:`transit.rules.movement.observe_fix`), every condition that
+could make a fix interesting (slow, in a zone, in an undeclared country, a gap, a
+jump, older than the fix before) is computed for all fixes in a few numpy operations;
+a stretch of fixes with none of them, and nothing pending, only moves the state on;
+so does a stop with nothing else about it that ends under the stop limit. The others
+go fix by fix through ``observe_fix``, so the batch gives exactly the alerts of
+feeding every fix to the rules (tested).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,13 +23,13 @@ from numpy.typing import NDArray
 
 from transit.geofence.engine import Checked
 from transit.model import AlertEvent
-from transit.rules.deviation import DeviationRule, DeviationState, observe_stretch
+from transit.rules.deviation import DeviationState, observe_deviation
 from transit.rules.movement import (
     FixView,
     MovementState,
     Thresholds,
     TransitContext,
-    observe_fixes,
+    observe_fix,
 )
 
 M_PER_DEG = 111_320.0
@@ -41,10 +41,28 @@ class TransitRules:
 
     ctx: TransitContext
     thresholds: Thresholds = field(default_factory=Thresholds)
-    rule: DeviationRule = field(default_factory=DeviationRule)
     deviation: DeviationState = field(default_factory=DeviationState)
     movement: MovementState = field(default_factory=MovementState)
     country_ids: frozenset[int] = frozenset()  # declared countries, as engine integers
+
+
+def per_fix(
+    values: Sequence[float], starts: NDArray[np.int64], n: int
+) -> NDArray[np.float64] | float:
+    """One value per transit as one per fix (the batch laid out by ``starts``): a
+    scalar when every transit has the same, the usual case."""
+    first = values[0] if len(values) else 0.0
+    if all(v == first for v in values):
+        return first
+    return np.repeat(np.asarray(values, dtype=np.float64), np.diff(np.r_[starts, n]))
+
+
+def stop_speeds(
+    transits: Sequence[TransitRules], starts: NDArray[np.int64], n: int
+) -> NDArray[np.float64] | float:
+    """Each fix's stop speed (its transit's): what the geofence engine needs to find the
+    zones of the fixes that may be stopped."""
+    return per_fix([t.thresholds.stop_speed_kmh for t in transits], starts, n)
 
 
 def observe_batch(
@@ -60,28 +78,36 @@ def observe_batch(
     """Run the rules over a batch: ``starts[g]`` is where transit ``g``'s fixes begin.
 
     ``seconds`` is each fix's event time as a number, ``times`` the same as datetimes;
-    ``speeds`` is NaN where a fix has none."""
+    ``speeds`` is NaN where a fix has none. ``checked`` is the engine's answer for the
+    batch, its zones found with :func:`stop_speeds`."""
     n = len(lons)
     if n == 0:
         return []
-    counts = np.diff(np.r_[starts, n])
-    ends = starts + counts
+    events = _observe_movement(
+        _Batch(checked, lons, lats, speeds, seconds, times), starts, transits
+    )
+    events += observe_deviation(
+        transits, starts, checked.inside, seconds, times, lats, lons, checked.distance_of
+    )
+    return events
+
+
+def _observe_movement(
+    b: _Batch, starts: NDArray[np.int64], transits: Sequence[TransitRules]
+) -> list[AlertEvent]:
+    """The movement rules over a batch (see the module's docstring)."""
+    checked, lons, lats = b.checked, b.lons, b.lats
+    speeds, seconds, times = b.speeds, b.seconds, b.times
+    n = len(lons)
+    ends = np.r_[starts[1:], n]
     # same[i]: fixes i and i + 1 belong to one transit.
     same = np.ones(max(n - 1, 0), dtype=bool)
     same[starts[1:] - 1] = False
-
-    def per_fix(values: list[float]) -> NDArray[np.float64] | float:
-        first = values[0]
-        if all(v == first for v in values):
-            return first  # the usual case: one scalar, not an array of the batch's size
-        return np.repeat(values, counts)
-
-    stop_kmh = per_fix([t.thresholds.stop_speed_kmh for t in transits])
-    lost_s = per_fix([t.thresholds.signal_lost_s for t in transits])
-    jump_m = per_fix([t.thresholds.jump_min_m for t in transits])
+    lost_s = per_fix([t.thresholds.signal_lost_s for t in transits], starts, n)
+    jump_m = per_fix([t.thresholds.jump_min_m for t in transits], starts, n)
 
     # "Busy" fixes are those the movement rules must see one by one.
-    stopped = speeds <= stop_kmh
+    stopped = speeds <= stop_speeds(transits, starts, n)  # NaN: no speed, not stopped
     # Busy for another reason than a stop: a zone, a country, a gap, a jump, time order.
     other = checked.zone_id >= 0
     # Undeclared countries, looked up once per run of fixes in one country.
@@ -109,16 +135,10 @@ def observe_batch(
     step = gap >= lost
     step |= np.abs(np.diff(lats)) >= jump
     step |= np.abs(np.diff(lons)) >= jump / cos
-    backwards = np.zeros(n, dtype=bool)
-    backwards[1:] = (gap <= 0) & same
     other[1:] |= step & same
-    other |= backwards
+    other[1:] |= (gap <= 0) & same
     busy = stopped | other
     flagged = np.logical_or.reduceat(busy, starts).tolist()
-    # The deviation rule only cares for fixes outside (and for time order).
-    outside = ~checked.inside
-    strays = np.logical_or.reduceat(outside, starts).tolist()
-    unordered = np.logical_or.reduceat(backwards, starts).tolist()
 
     def next_in(value: bool, pos: int, end: int) -> int:
         """The first fix in ``[pos, end)`` whose busy flag is ``value``, else ``end``."""
@@ -126,83 +146,47 @@ def observe_batch(
         k = int(np.argmax(window)) if value else int(np.argmin(window))
         return pos + k if window[k] == value else end
 
-    b = _Batch(checked, lons, lats, speeds, seconds, times)
     # What a quiet transit leaves in the state: its last fix; and where it starts.
     last_views = b.views(ends - 1)
     s_l, e_l = starts.tolist(), ends.tolist()
-    first_lat, first_lon = lats[starts].tolist(), lons[starts].tolist()
-    first_s = seconds[starts].tolist()
+    first = list(
+        zip(lats[starts].tolist(), lons[starts].tolist(), seconds[starts].tolist(), strict=True)
+    )
 
     events: list[AlertEvent] = []
     for g, t in enumerate(transits):
-        dev, mov = t.deviation, t.movement
-        s, e = s_l[g], e_l[g]
-        # The movement rules.
-        if (
-            not flagged[g]
-            and mov.stopped_since is None
-            and (mov.last is None or _follows(mov.last, first_lat[g], first_lon[g], first_s[g], t))
-        ):
-            mov.last = last_views[g]
-        else:
-            pos = s
-            while pos < e:
-                nb = next_in(True, pos, e)
-                if (
-                    nb > pos
-                    and mov.stopped_since is None
-                    and (
-                        mov.last is None
-                        or _follows(mov.last, lats[pos], lons[pos], seconds[pos], t)
-                    )
-                ):
-                    mov.last = b.views(np.array([nb - 1]))[0]  # a quiet stretch: no alert
-                    pos = nb
-                    continue
-                # Fix by fix: a busy run whole, else one fix (the state may settle).
-                run_end = next_in(False, pos, e) if nb == pos else pos + 1
-                if (
-                    nb == pos
-                    and _short_stop(mov, t, times, pos, run_end, other, stopped)
-                    and (
-                        mov.last is None
-                        or _follows(mov.last, lats[pos], lons[pos], seconds[pos], t)
-                    )
-                ):
-                    # A stop and nothing else, shorter than the limit: it raises nothing.
-                    mov.stopped_since = mov.stopped_since or times[pos]
-                    mov.last = b.views(np.array([run_end - 1]))[0]
-                else:
-                    views = b.views(np.arange(pos, run_end))
-                    events += observe_fixes(t.thresholds, mov, t.ctx, views)
-                pos = run_end
-        # The route-deviation rule.
-        last = times[e - 1]
-        if not strays[g] and dev.outside_since is None and not dev.alert_open:
-            if dev.last_time is None or last > dev.last_time:
-                if dev.inside_since is None:
-                    dev.inside_since = times[s]
-                dev.last_time = last
-        elif unordered[g] or (dev.last_time is not None and times[s] <= dev.last_time):
-            events += observe_stretch(
-                t.rule,
-                dev,
-                mrn=t.ctx.mrn,
-                device_id=t.ctx.device_id,
-                times=list(times[s:e]),
-                inside=checked.inside[s:e].tolist(),
-                lats=lats[s:e].tolist(),
-                lons=lons[s:e].tolist(),
-                distance_m=lambda i, s=s: b.distance(s + i),  # type: ignore[misc]
-            )
-        else:
-            events += b.deviation_runs(s, e, t)
+        mov = t.movement
+        pos, e = s_l[g], e_l[g]
+        while pos < e:
+            # A quiet stretch from here (the whole rest for a transit with no busy fix)
+            # that follows the state's last fix raises nothing: the state moves on.
+            quiet = next_in(True, pos, e) if flagged[g] else e
+            at = first[g] if pos == s_l[g] else (lats[pos], lons[pos], seconds[pos])
+            follows = mov.last is None or _follows(mov.last, *at, t)
+            if quiet > pos and mov.stopped_since is None and follows:
+                mov.last = last_views[g] if quiet == e else b.views(np.array([quiet - 1]))[0]
+                pos = quiet
+                continue
+            # Fix by fix: a busy run whole, else one fix (the state may settle).
+            run_end = next_in(False, pos, e) if quiet == pos else pos + 1
+            if (
+                quiet == pos
+                and follows
+                and _short_stop(mov, t, times, pos, run_end, other, stopped)
+            ):
+                # A stop and nothing else, shorter than the limit: it raises nothing.
+                mov.stopped_since = mov.stopped_since or times[pos]
+                mov.last = b.views(np.array([run_end - 1]))[0]
+            else:
+                for view in b.views(np.arange(pos, run_end)):
+                    events += observe_fix(t.thresholds, mov, t.ctx, view)
+            pos = run_end
     return events
 
 
 @dataclass(frozen=True)
 class _Batch:
-    """The arrays of one batch, and what the rules' slow paths take from them."""
+    """The arrays of one batch, as the movement rules see its fixes."""
 
     checked: Checked
     lons: NDArray[np.float64]
@@ -224,62 +208,6 @@ class _Batch:
             )
             for j, i in enumerate(idx.tolist())
         ]
-
-    def distance(self, i: int) -> float:
-        """Metres from fix ``i`` to its corridor's route (asked only for an alert)."""
-        return float(self.checked.distance_of(np.array([i]))[0])
-
-    def deviation_runs(self, s: int, e: int, t: TransitRules) -> list[AlertEvent]:
-        """The deviation rule over fixes ``[s, e)`` in strict time order, a run of fixes
-        inside or outside at a time: the same decisions as fix by fix (tested), found
-        by search."""
-        dev, rule, times = t.deviation, t.rule, self.times
-        inside = self.checked.inside[s:e]
-        secs = self.seconds[s:e]
-        cuts = [0, *(np.flatnonzero(inside[1:] != inside[:-1]) + 1).tolist(), e - s]
-        out: list[AlertEvent] = []
-
-        def first_after(a: int, b: int, since: datetime, wait: float) -> int:
-            """The first fix of [a, b) at least ``wait`` seconds after ``since``."""
-            i = a + int(np.searchsorted(secs[a:b], since.timestamp() + wait - 0.001))
-            while i < b and (times[s + i] - since).total_seconds() < wait:
-                i += 1
-            return i
-
-        def event(action: str, i: int, outside_s: float | None = None) -> AlertEvent:
-            return rule._event(
-                action,
-                t.ctx.mrn,
-                t.ctx.device_id,
-                times[i],
-                float(self.lats[i]),
-                float(self.lons[i]),
-                lambda: self.distance(i),
-                outside_s,
-            )
-
-        for a, b in itertools.pairwise(cuts):
-            if inside[a]:
-                dev.outside_since = None
-                if dev.inside_since is None:
-                    dev.inside_since = times[s + a]
-                if dev.alert_open:
-                    i = first_after(a, b, dev.inside_since, rule.clear_s)
-                    if i < b:
-                        dev.alert_open = False
-                        out.append(event("clear", s + i))
-            else:
-                dev.inside_since = None
-                if dev.outside_since is None:
-                    dev.outside_since = times[s + a]
-                if not dev.alert_open:
-                    i = first_after(a, b, dev.outside_since, rule.debounce_s)
-                    if i < b:
-                        dev.alert_open = True
-                        outside_s = (times[s + i] - dev.outside_since).total_seconds()
-                        out.append(event("open", s + i, outside_s))
-        dev.last_time = times[e - 1]
-        return out
 
 
 def _short_stop(

@@ -1,18 +1,31 @@
 """Route deviation: a truck outside its corridor for longer than the debounce window.
 
-Hysteresis: the alert opens after ``debounce_s`` of continuous fixes outside, and
-clears (recorded, never erased) after ``clear_s`` of continuous fixes back inside.
-Fixes older than the newest one seen are ignored by the rule, so late and duplicate
-fixes can neither raise nor clear anything.
+Hysteresis: the alert opens after ``route_debounce_s`` of continuous fixes outside,
+and clears (recorded, never erased) after ``route_clear_s`` of continuous fixes back
+inside. Fixes not newer than the newest one seen are ignored by the rule, so late and
+duplicate fixes can neither raise nor clear anything.
+
+This is the rule's one implementation, over a whole batch: the fixes the rule takes
+are found in numpy, then cut into runs inside or outside, and each transit walks its
+runs (one run, for a truck on its corridor), finding by search the fix, if any, where
+a run has lasted long enough to open or clear the alert. ``tests/rules_oracle.py``
+feeds fixes one by one to the rule as its definition reads; ``tests/test_batch_rules.py``
+checks that both give the same alerts.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from transit.model import AlertEvent, AlertType, Severity
+from transit.rules.movement import Thresholds, TransitContext
 
 
 @dataclass
@@ -25,111 +38,134 @@ class DeviationState:
     alert_open: bool = False
 
 
-@dataclass(frozen=True)
-class DeviationRule:
-    """Thresholds of the route-deviation rule (seconds of event time)."""
+class Deviating(Protocol):
+    """A transit as the rule needs it (:class:`transit.rules.batch.TransitRules`)."""
 
-    debounce_s: float = 60.0
-    clear_s: float = 60.0
+    @property
+    def ctx(self) -> TransitContext: ...
 
-    def observe(
-        self,
-        state: DeviationState,
-        *,
-        mrn: str,
-        device_id: str,
-        time: datetime,
-        inside: bool,
-        lat: float,
-        lon: float,
-        distance_m: float | Callable[[], float],
-    ) -> AlertEvent | None:
-        """Feed one fix; returns the alert to open or clear, if any. ``distance_m`` may
-        be a function: it is only called for a fix that opens or clears the alert."""
-        if state.last_time is not None and time <= state.last_time:
-            return None
-        state.last_time = time
-        if inside:
-            state.outside_since = None
-            if state.inside_since is None:
-                state.inside_since = time
-            if state.alert_open and (time - state.inside_since).total_seconds() >= self.clear_s:
-                state.alert_open = False
-                return self._event("clear", mrn, device_id, time, lat, lon, distance_m)
-            return None
-        state.inside_since = None
-        if state.outside_since is None:
-            state.outside_since = time
-        outside_s = (time - state.outside_since).total_seconds()
-        if not state.alert_open and outside_s >= self.debounce_s:
-            state.alert_open = True
-            return self._event("open", mrn, device_id, time, lat, lon, distance_m, outside_s)
-        return None
+    @property
+    def thresholds(self) -> Thresholds: ...
 
-    @staticmethod
-    def _event(
-        action: str,
-        mrn: str,
-        device_id: str,
-        time: datetime,
-        lat: float,
-        lon: float,
-        distance_m: float | Callable[[], float],
-        outside_s: float | None = None,
-    ) -> AlertEvent:
-        metres = distance_m() if callable(distance_m) else distance_m
-        details: dict[str, object] = {"distance_m": round(metres, 1)}
-        if outside_s is not None:
-            details["outside_s"] = outside_s
-        return AlertEvent(
-            mrn=mrn,
-            device_id=device_id,
-            type=AlertType.ROUTE_DEVIATION,
-            severity=Severity.HIGH,
-            action=action,
-            time=time,
-            lat=lat,
-            lon=lon,
-            details=details,
-        )
+    @property
+    def deviation(self) -> DeviationState: ...
 
 
-def observe_stretch(
-    rule: DeviationRule,
-    state: DeviationState,
-    *,
-    mrn: str,
-    device_id: str,
-    times: list[datetime],
-    inside: Sequence[bool],
-    lats: Sequence[float],
-    lons: Sequence[float],
-    distance_m: Callable[[int], float],
+def deviation_alert(
+    ctx: TransitContext,
+    action: str,
+    time: datetime,
+    lat: float,
+    lon: float,
+    distance_m: float,
+    outside_s: float | None = None,
+) -> AlertEvent:
+    """The route-deviation alert opened (after ``outside_s``) or cleared at one fix."""
+    details: dict[str, object] = {"distance_m": round(distance_m, 1)}
+    if outside_s is not None:
+        details["outside_s"] = outside_s
+    return ctx.alert(
+        AlertType.ROUTE_DEVIATION, Severity.HIGH, action, time, details=details, lat=lat, lon=lon
+    )
+
+
+def observe_deviation(
+    transits: Sequence[Deviating],
+    starts: NDArray[np.int64],
+    inside: NDArray[np.bool_],
+    seconds: NDArray[np.float64],
+    times: Sequence[datetime],
+    lats: NDArray[np.float64],
+    lons: NDArray[np.float64],
+    distance_of: Callable[[NDArray[np.int64]], NDArray[np.float64]],
 ) -> list[AlertEvent]:
-    """Feed one transit's fixes (sorted by time) at once; ``distance_m(i)`` gives fix
-    ``i``'s distance to the route when an alert needs it.
+    """Run the rule over a batch: ``starts[g]`` is where transit ``g``'s fixes begin
+    (each transit's fixes sorted by time, late and duplicate ones among them).
 
-    A stretch wholly inside the corridor, with nothing pending, can neither open nor
-    clear an alert: it costs one update, not one step per fix. That is the common case,
-    so the rule's cost follows the anomalies, not the fleet."""
-    if all(inside) and state.outside_since is None and not state.alert_open:
-        if state.last_time is None or times[-1] > state.last_time:
-            if state.inside_since is None:
-                state.inside_since = times[0]
-            state.last_time = times[-1]
+    ``seconds`` is each fix's time as a number, ``times`` the same as datetimes;
+    ``distance_of(idx)`` gives the metres from fixes ``idx`` to their route (asked only
+    for the fixes that open or clear an alert)."""
+    n = len(inside)
+    if n == 0:
         return []
-    events = []
-    for i, t in enumerate(times):
-        ev = rule.observe(
-            state,
-            mrn=mrn,
-            device_id=device_id,
-            time=t,
-            inside=bool(inside[i]),
-            lat=float(lats[i]),
-            lon=float(lons[i]),
-            distance_m=lambda i=i: distance_m(i),  # type: ignore[misc]
+    # The fixes the rule takes: those newer than every earlier fix of their transit in
+    # the batch (the ones not newer than the fixes seen before are left out below).
+    back = np.zeros(n, dtype=bool)
+    back[1:] = np.diff(seconds) <= 0
+    back[starts] = False
+    if back.any():
+        taken = np.ones(n, dtype=bool)
+        bounds = np.r_[starts, n]
+        for g in np.flatnonzero(np.logical_or.reduceat(back, starts)).tolist():
+            s, e = int(bounds[g]), int(bounds[g + 1])
+            newest = np.maximum.accumulate(seconds[s:e])
+            taken[s + 1 : e] = seconds[s + 1 : e] > newest[:-1]
+        idx = np.flatnonzero(taken)
+        ins, secs, first = inside[idx], seconds[idx], np.searchsorted(idx, starts)
+    else:
+        idx, ins, secs, first = np.arange(n), inside, seconds, starts
+    # Runs of taken fixes inside or outside, none across two transits.
+    m = len(idx)
+    cut = np.ones(m, dtype=bool)
+    cut[1:] = ins[1:] != ins[:-1]
+    cut[first] = True  # a transit's first fix is always taken
+    run_at = np.flatnonzero(cut)
+    first_run: list[int] = np.searchsorted(run_at, np.append(first, m)).tolist()
+    run_l, run_in, run_fix = run_at.tolist(), ins[run_at].tolist(), idx[run_at].tolist()
+    ends = np.r_[first[1:], m]
+    end_l = ends.tolist()
+    last_fix = idx[ends - 1].tolist()
+
+    def first_after(a: int, b: int, since: datetime, wait: float) -> int:
+        """The first taken fix of ``[a, b)`` at least ``wait`` seconds after ``since``."""
+        i = a + int(np.searchsorted(secs[a:b], since.timestamp() + wait - 0.001))
+        while i < b and (times[int(idx[i])] - since).total_seconds() < wait:
+            i += 1
+        return i
+
+    found: list[tuple[Deviating, str, int, float | None]] = []
+    for g, t in enumerate(transits):
+        r0, r1 = first_run[g], first_run[g + 1]
+        dev, th, end = t.deviation, t.thresholds, end_l[g]
+        a0, at0 = run_l[r0], times[run_fix[r0]]
+        if dev.last_time is not None and at0 <= dev.last_time:
+            # A batch that overlaps the fixes already seen: those are left out.
+            while a0 < end and times[int(idx[a0])] <= dev.last_time:
+                a0 += 1
+            if a0 == end:
+                continue
+            r0 = bisect.bisect_right(run_l, a0, r0, r1) - 1
+            at0 = times[int(idx[a0])]
+        for r in range(r0, r1):
+            a, at = (a0, at0) if r == r0 else (run_l[r], times[run_fix[r]])
+            b = run_l[r + 1] if r + 1 < r1 else end
+            if run_in[r]:
+                dev.outside_since = None
+                if dev.inside_since is None:
+                    dev.inside_since = at
+                if dev.alert_open:
+                    i = first_after(a, b, dev.inside_since, th.route_clear_s)
+                    if i < b:
+                        dev.alert_open = False
+                        found.append((t, "clear", int(idx[i]), None))
+            else:
+                dev.inside_since = None
+                if dev.outside_since is None:
+                    dev.outside_since = at
+                if not dev.alert_open:
+                    i = first_after(a, b, dev.outside_since, th.route_debounce_s)
+                    if i < b:
+                        dev.alert_open = True
+                        outside_s = (times[int(idx[i])] - dev.outside_since).total_seconds()
+                        found.append((t, "open", int(idx[i]), outside_s))
+        dev.last_time = times[last_fix[g]]
+
+    if not found:
+        return []
+    metres = distance_of(np.asarray([i for _, _, i, _ in found], dtype=np.int64)).tolist()
+    return [
+        deviation_alert(
+            t.ctx, action, times[i], float(lats[i]), float(lons[i]), metres[k], outside_s
         )
-        if ev is not None:
-            events.append(ev)
-    return events
+        for k, (t, action, i, outside_s) in enumerate(found)
+    ]

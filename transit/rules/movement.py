@@ -10,7 +10,6 @@ clear, says so once.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +22,10 @@ EARTH_R = 6_371_008.8
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Defaults after the EAEU navigation-seal rules and RECTS practice; a corridor or
-    a transit may set its own (``dataclasses.replace``)."""
+    """Every rule's thresholds, in one place: defaults after the EAEU navigation-seal
+    rules and RECTS practice; a corridor or a transit may set its own (ingest's
+    ``rules_config``). The geofence engine and the live map take what a stop is from
+    here too."""
 
     stop_speed_kmh: float = 5.0  # at or under: stopped
     stop_limit_s: float = 15 * 60  # longer outside a permitted zone: unauthorised stop
@@ -33,6 +34,8 @@ class Thresholds:
     reporting_period_s: float = 60.0
     signal_lost_periods: float = 2.0  # no fix for this many periods: signal lost
     low_battery_pct: float = 15.0
+    route_debounce_s: float = 60.0  # outside the corridor this long: route deviation
+    route_clear_s: float = 60.0  # back inside this long: the deviation clears
 
     @property
     def signal_lost_s(self) -> float:
@@ -79,21 +82,37 @@ class TransitContext:
     offices: frozenset[str]  # departure, transit and destination
     parkings: frozenset[str] = frozenset()  # parking zones where a stop is permitted
 
+    def alert(
+        self,
+        kind: AlertType,
+        severity: Severity,
+        action: str,
+        time: datetime,
+        *,
+        key: str = "",
+        details: dict[str, object] | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> AlertEvent:
+        """An alert of this transit opened, cleared or given evidence at ``time``."""
+        return AlertEvent(
+            mrn=self.mrn,
+            device_id=self.device_id,
+            type=kind,
+            severity=severity,
+            action=action,
+            time=time,
+            lat=lat,
+            lon=lon,
+            key=key,
+            details=details or {},
+        )
 
-def _condition(
-    state: MovementState,
-    ctx: TransitContext,
-    kind: AlertType,
-    severity: Severity,
-    action: str,
-    time: datetime,
-    key: str = "",
-    details: dict[str, object] | None = None,
-    lat: float | None = None,
-    lon: float | None = None,
-) -> AlertEvent | None:
-    """Open or clear one condition, once: an open condition does not open again (a GPS
-    jump already open takes the later fix as evidence), a closed one does not clear."""
+
+def _condition(state: MovementState, kind: AlertType, key: str, action: str) -> str | None:
+    """Open or clear one condition, once: the action to record, or None. An open
+    condition does not open again (a GPS jump already open takes the later fix as
+    evidence), a closed one does not clear."""
     held = (kind.value, key) in state.open_keys
     if action == "open":
         if held:
@@ -105,18 +124,7 @@ def _condition(
         if not held:
             return None
         state.open_keys.discard((kind.value, key))
-    return AlertEvent(
-        mrn=ctx.mrn,
-        device_id=ctx.device_id,
-        type=kind,
-        severity=severity,
-        action=action,
-        time=time,
-        lat=lat,
-        lon=lon,
-        key=key,
-        details=details or {},
-    )
+    return action
 
 
 def jump_of(th: Thresholds, last: FixView, fix: FixView) -> tuple[float, float] | None:
@@ -139,17 +147,20 @@ def jump_alert(
 ) -> AlertEvent | None:
     """The GPS jump alert for a jumped fix: one alert per jump away from the last good
     fix; fixes that stay jumped are its evidence."""
-    return _condition(
-        state,
-        ctx,
+    key = last.time.isoformat()
+    action = _condition(state, AlertType.GPS_JUMP, key, "open")
+    if action is None:
+        return None
+    details: dict[str, object] = {"jump_m": round(metres), "implied_kmh": round(kmh)}
+    return ctx.alert(
         AlertType.GPS_JUMP,
         Severity.HIGH,
-        "open",
+        action,
         fix.time,
-        last.time.isoformat(),
-        {"jump_m": round(metres), "implied_kmh": round(kmh)},
-        fix.lat,
-        fix.lon,
+        key=key,
+        details=details,
+        lat=fix.lat,
+        lon=fix.lon,
     )
 
 
@@ -165,9 +176,13 @@ def observe_fix(
     def event(
         kind: AlertType, sev: Severity, action: str, key: str = "", **details: object
     ) -> None:
-        ev = _condition(state, ctx, kind, sev, action, fix.time, key, details, fix.lat, fix.lon)
-        if ev is not None:
-            out.append(ev)
+        act = _condition(state, kind, key, action)
+        if act is not None:
+            out.append(
+                ctx.alert(
+                    kind, sev, act, fix.time, key=key, details=details, lat=fix.lat, lon=fix.lon
+                )
+            )
 
     if last is not None:
         gap = (fix.time - last.time).total_seconds()
@@ -225,45 +240,6 @@ def observe_fix(
     return out
 
 
-def observe_fixes(
-    th: Thresholds, state: MovementState, ctx: TransitContext, fixes: list[FixView]
-) -> list[AlertEvent]:
-    """Feed one transit's fixes (sorted by time) at once.
-
-    A stretch that is plainly clean (moving, in no zone, in declared countries, no gap
-    and no jump, nothing pending) can raise nothing: it only moves the state on, so the
-    rules' cost follows the anomalies, not the fleet. The rest goes fix by fix."""
-    if not fixes:
-        return []
-    clean = (
-        state.stopped_since is None
-        and all(f.speed_kmh is None or f.speed_kmh > th.stop_speed_kmh for f in fixes)
-        and all(f.zone is None for f in fixes)
-        and all(f.country is None or f.country in ctx.countries for f in fixes)
-    )
-    if clean:
-        chain = ([state.last] if state.last is not None else []) + fixes
-        for a, b in itertools.pairwise(chain):
-            gap = (b.time - a.time).total_seconds()
-            if gap <= 0 or gap >= th.signal_lost_s or _may_be_apart(a, b, th.jump_min_m):
-                clean = False
-                break
-    if clean:
-        state.last = fixes[-1]
-        return []
-    out: list[AlertEvent] = []
-    for f in fixes:
-        out += observe_fix(th, state, ctx, f)
-    return out
-
-
-def _may_be_apart(a: FixView, b: FixView, metres: float) -> bool:
-    """Whether two fixes may be ``metres`` apart or more (a cheap, generous bound)."""
-    dlat = abs(a.lat - b.lat) * 111_320
-    dlon = abs(a.lon - b.lon) * 111_320 * max(0.1, math.cos(math.radians(a.lat)))
-    return max(dlat, dlon) >= metres / 1.5
-
-
 def observe_battery(
     th: Thresholds,
     state: MovementState,
@@ -281,10 +257,12 @@ def observe_battery(
     else:
         return []
     details: dict[str, object] = {"device": device, "battery_pct": battery_pct}
-    ev = _condition(
-        state, ctx, AlertType.LOW_BATTERY, Severity.MEDIUM, action, time, device, details
-    )
-    return [ev] if ev is not None else []
+    act = _condition(state, AlertType.LOW_BATTERY, device, action)
+    if act is None:
+        return []
+    return [
+        ctx.alert(AlertType.LOW_BATTERY, Severity.MEDIUM, act, time, key=device, details=details)
+    ]
 
 
 def watchdog(
@@ -306,7 +284,7 @@ def watchdog(
         found.append((AlertType.OVERDUE, "", {"time_limit": time_limit.isoformat()}))
     out = []
     for kind, key, details in found:
-        ev = _condition(state, ctx, kind, Severity.HIGH, "open", now, key, details)
-        if ev is not None:
-            out.append(ev)
+        act = _condition(state, kind, key, "open")
+        if act is not None:
+            out.append(ctx.alert(kind, Severity.HIGH, act, now, key=key, details=details))
     return out

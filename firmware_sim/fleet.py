@@ -15,7 +15,7 @@ from firmware_sim.truck import Truck
 from transit.broker import device_password
 from transit.config import Settings
 from transit.devices import payload as wire
-from transit.mqtt import make_client
+from transit.mqtt import make_client, signed
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,20 @@ class Fleet:
     without waiting: hours of driving in seconds, for tests and benchmarks.
     """
 
-    def __init__(self, settings: Settings, trucks: list[Truck], realtime: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        trucks: list[Truck],
+        realtime: bool = True,
+        mqtt_version: str = "5",
+        keys: dict[str, bytes] | None = None,
+    ) -> None:
         self.settings = settings
         self.trucks = trucks
         self.realtime = realtime
+        # MQTT 5 or 3.1.1; a device with a key signs (in an envelope on 3.1.1)
+        self.mqtt_version = mqtt_version
+        self.keys = keys or {}
         self.clients: dict[str, mqtt.Client] = {}
         self.published = 0
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -71,6 +81,7 @@ class Fleet:
                 truck.device_id,
                 device_password(self.settings.device_secret, truck.device_id),
                 client_id=truck.device_id,
+                version=self.mqtt_version,
             )
             will = wire.encode(wire.StatusV1(v=1, state="offline"))
             c.will_set(wire.topic_for(truck.device_id, "status"), will, qos=1, retain=True)
@@ -90,9 +101,10 @@ class Fleet:
         self._publish(device_id, "seal", truck.breach(datetime.now(UTC)))
 
     def _publish(self, device_id: str, kind: str, model: wire.Uplink) -> None:
-        info = self.clients[device_id].publish(
-            wire.topic_for(device_id, kind), wire.encode(model), qos=1
-        )
+        topic = wire.topic_for(device_id, kind)
+        key = self.keys.get(device_id)
+        payload, props = signed(key, topic, wire.encode(model), self.mqtt_version)
+        info = self.clients[device_id].publish(topic, payload, qos=1, properties=props)
         # Published while the broker is away: paho keeps it and sends it on reconnect,
         # but its handle cannot be waited on; only those sent now are tracked.
         if info.rc == mqtt.MQTT_ERR_SUCCESS:

@@ -65,6 +65,7 @@ def test_every_route_with_every_role_answers_as_the_table_says(api_module, role_
         "{device_id}": "NO-SUCH-DEVICE",
         "{corridor_id}": "NO-SUCH",
         "{country}": "ZZ",
+        "{seq}": "1",
     }
     checked = 0
     for (method, template), allowed in sorted(PERMISSIONS.items()):

@@ -49,8 +49,8 @@ def scratch(scratch_settings: Settings) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(scratch_settings.database_url) as conn:
         migrate(conn)
         conn.execute(
-            "TRUNCATE fixes, seal_events, alerts, transit_events, webhook_outbox, transits,"
-            " seals, devices, corridors, offices, audit_log, dead_letters CASCADE"
+            "TRUNCATE fixes, seal_events, raw_messages, alerts, transit_events, webhook_outbox,"
+            " transits, seals, devices, corridors, offices, audit_log, dead_letters CASCADE"
         )
         conn.execute(
             "INSERT INTO offices (ref, name, country, roles, lon, lat)"
@@ -88,6 +88,12 @@ def add_fixes(conn, device: str, times: list[datetime]) -> None:
     conn.cursor().executemany(
         "INSERT INTO seal_events (time, device_id, seq, seal_id, status, counter)"
         " VALUES (%s, %s, %s, 'S1', 'sealed', 1)",
+        [(t, device, i) for i, t in enumerate(times)],
+    )
+    # and the messages that carried them, as signed (by message time, as ingest keeps them)
+    conn.cursor().executemany(
+        "INSERT INTO raw_messages (time, device_id, seq, topic, payload)"
+        " VALUES (%s, %s, %s, 't', '\\x7b7d')",
         [(t, device, i) for i, t in enumerate(times)],
     )
 
@@ -141,15 +147,16 @@ def test_chunks_older_than_the_retention_with_only_closed_transits_data_are_drop
     cutoff = NOW - 30 * DAY  # 30 January
     assert report.cutoff == cutoff and report.held_by == []
     kept = list(range(30, 60))
-    assert days_left(scratch, "fixes") == kept and days_left(scratch, "seal_events") == kept
-    assert len(report.dropped["fixes"]) == 29 and len(report.dropped["seal_events"]) == 29
+    for table in ("fixes", "seal_events", "raw_messages"):
+        assert days_left(scratch, table) == kept, table
+        assert len(report.dropped[table]) == 29, table
     n = scratch.execute("SELECT count(*) FROM fixes WHERE device_id = 'RET-CLOSED'").fetchone()
     assert n == (0,)
     audit = scratch.execute(
         "SELECT actor, details->>'chunks_dropped' FROM audit_log"
         " WHERE action = 'telemetry.retention'"
     ).fetchall()
-    assert audit == [("retention", "58")]
+    assert audit == [("retention", "87")]
     assert mrn  # the closed transit itself stays: only telemetry goes
 
 
@@ -164,6 +171,7 @@ def test_a_chunk_holding_an_open_transits_fixes_is_kept(scratch) -> None:
 
     # Days 1 to 9 go; from the declaration on (day 10, 07:00) nothing does.
     assert days_left(scratch) == list(range(10, 60))
+    assert days_left(scratch, "raw_messages") == list(range(10, 60))
     n = scratch.execute("SELECT count(*) FROM fixes WHERE device_id = 'RET-OPEN'").fetchone()
     assert n == (3,)
     assert [w.mrn for w in report.held_by] == [mrn]
@@ -289,6 +297,7 @@ def test_doctor_json_shows_table_sizes_and_growth_per_day(scratch, scratch_setti
     assert fixes["chunks"] >= 4 and fixes["bytes_last_24h"] > 0
     assert fixes["bytes_per_day"] > 0 and fixes["days_measured"] >= 3
     assert db["storage"]["total_bytes"] >= size
-    # What the retention would drop now: the day four days back (three days are kept).
-    assert db["retention"]["days"] == 3 and db["retention"]["chunks_due"] == 2
+    # What the retention would drop now: the day four days back (three days are kept),
+    # of fixes, seal events and the messages kept as signed.
+    assert db["retention"]["days"] == 3 and db["retention"]["chunks_due"] == 3
     assert len(days_left(scratch)) == fixes["chunks"]  # doctor dropped nothing

@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 
-from transit import retention
+from transit import messages, retention
 from transit.config import get_settings
 from transit.dead_letters import cli as dead_letters_cli
+from transit.mqtt import MQTT_VERSIONS
 
 
 def _conn() -> psycopg.Connection[Any]:
@@ -197,7 +198,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     )
     if args.serial:
         return _sim_serial(trucks, Path(args.serial), args, stop)
-    fleet = Fleet(settings, trucks, realtime=not args.fast)
+    keys = _sim_keys([p.device_id for p in plans], args) if args.sign else {}
+    fleet = Fleet(settings, trucks, not args.fast, args.mqtt_version, keys)
     fleet.connect()
     try:
         fleet.run(steps=args.steps, start=_fast_start(args), stop=stop)
@@ -205,6 +207,24 @@ def cmd_sim(args: argparse.Namespace) -> int:
         fleet.close()
     print(f"sim: published {fleet.published} messages", flush=True)
     return 0
+
+
+def _sim_keys(device_ids: list[str], args: argparse.Namespace) -> dict[str, bytes]:
+    """The trackers' HMAC keys as registered; with ``--provision``, a tracker without
+    one gets one first."""
+    import secrets
+
+    from transit.db import devices
+
+    with _conn() as conn:
+        keys = devices.hmac_keys(conn, device_ids)
+        if args.provision:
+            for d in device_ids:
+                if keys.get(d) is None:
+                    keys[d] = secrets.token_bytes(32)
+                    devices.register(conn, d, "tracker", keys[d])
+            conn.commit()
+    return {d: k for d, k in keys.items() if k is not None}
 
 
 def _fast_start(args: argparse.Namespace) -> Any:
@@ -268,6 +288,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         outbox_path=outbox,
         baudrate=args.baud,
         key=bytes.fromhex(args.key_hex) if args.key_hex else None,
+        mqtt_version=args.mqtt_version,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -547,6 +568,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--no-incidents", action="store_true", help="clean transits only")
     sim.add_argument(
+        "--sign",
+        action="store_true",
+        help="sign each tracker's messages with its key as registered (with --provision, a"
+        " tracker without one gets one)",
+    )
+    sim.add_argument(
+        "--mqtt-version",
+        choices=sorted(MQTT_VERSIONS),
+        default="5",
+        help="the protocol the trucks speak; on 3.1.1 a signed message is an envelope",
+    )
+    sim.add_argument(
         "--serial",
         metavar="DIR",
         help="talk NMEA and e-seal frames on pseudo-terminals in DIR instead of MQTT",
@@ -571,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--device-id", required=True, help="the MQTT identity of this reader")
     edge.add_argument("--password", help="MQTT password (default: derived from the secret)")
     edge.add_argument("--key-hex", help="HMAC key to sign messages with, in hex")
+    edge.add_argument(
+        "--mqtt-version",
+        choices=sorted(MQTT_VERSIONS),
+        default="5",
+        help="the protocol to publish with; on 3.1.1 a signed message is an envelope",
+    )
     edge.add_argument("--baud", type=int, default=9600)
     edge.add_argument("--outbox", help="store-and-forward SQLite file")
     edge.set_defaults(func=cmd_edge)
@@ -629,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead_letters_cli.add_commands(sub)
     retention.add_commands(sub)
+    messages.add_commands(sub)
 
     demo = sub.add_parser(
         "demo",

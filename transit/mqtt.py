@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -11,6 +12,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from transit.config import Settings
+from transit.devices import payload as wire
+
+# The protocol versions a device may speak, by the name the command line takes.
+MQTT_VERSIONS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
 
 def make_client(
@@ -21,12 +26,14 @@ def make_client(
     client_id: str | None = None,
     manual_ack: bool = False,
     persistent: bool = False,
+    version: str = "5",
 ) -> mqtt.Client:
-    """An MQTT 5 client for the project's broker (not yet connected)."""
+    """An MQTT client for the project's broker (not yet connected): MQTT 5, or
+    ``version`` "3.1.1" as most fielded trackers speak it."""
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id or f"{username}-{uuid.uuid4().hex[:8]}",
-        protocol=MQTTProtocolVersion.MQTTv5,
+        protocol=MQTT_VERSIONS[version],
         manual_ack=manual_ack,
     )
     client.username_pw_set(username, password)
@@ -44,3 +51,16 @@ def connect_properties(session_expiry_s: int) -> Properties:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry_s
     return props
+
+
+def signed(key: bytes | None, topic: str, body: bytes, version: str) -> tuple[bytes, Any]:
+    """What a device publishes for ``body``: the payload and PUBLISH properties. With a
+    key, MQTT 5 carries the signature as the user property ``sig``; MQTT 3.1.1, which
+    has no user properties, sends a signed envelope. Without a key, the body as is."""
+    if key is None:
+        return body, None
+    if version != "5":
+        return wire.envelope(key, topic, body), None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.UserProperty = ("sig", wire.sign(key, topic, body))
+    return body, props

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 
-# Telemetry hypertables (those present: filtered fixes came with a later migration).
-HYPERTABLES = ("fixes", "seal_events", "filtered_fixes")
+# Telemetry hypertables (those present: filtered fixes and the messages as signed
+# came with later migrations).
+HYPERTABLES = ("fixes", "seal_events", "filtered_fixes", "raw_messages")
 # Fixes from shortly before a declaration are read with it (the live map looks an
 # hour back for a truck's position), and a fix stamped at the closing is in the
 # track: a window is widened by this much on both sides.

@@ -19,6 +19,7 @@ from transit.api.routes import (
     filtered_fixes,
     health,
     keys,
+    messages,
     metrics,
     registry,
     transits,
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for r in (admin, registry, transits, alerts, keys, dead_letters, filtered_fixes):
+    for r in (admin, registry, transits, alerts, keys, dead_letters, filtered_fixes, messages):
         app.include_router(r.router, prefix="/api/v1")
     app.include_router(live.router)
     app.include_router(web.router)

@@ -27,6 +27,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/devices"): frozenset({ADMIN}),
     ("POST", "/api/v1/devices/{device_id}/rotate-key"): frozenset({ADMIN}),
     ("GET", "/api/v1/devices/{device_id}/filtered-fixes"): frozenset({ADMIN, CONTROL}),
+    ("GET", "/api/v1/devices/{device_id}/messages/{seq}"): frozenset({ADMIN, CONTROL}),
     ("GET", "/api/v1/seals"): frozenset({ADMIN, CONTROL}),
     ("POST", "/api/v1/seals"): frozenset({ADMIN}),
     ("GET", "/api/v1/offices"): EVERYONE,

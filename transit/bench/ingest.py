@@ -247,8 +247,8 @@ def reset_database(settings: Settings, cfg: BenchConfig) -> list[str]:
     with psycopg.connect(settings.database_url) as conn:
         migrate(conn)
         conn.execute(
-            "TRUNCATE fixes, seal_events, dead_letters, alerts, transits, devices, corridors,"
-            " offices, ingest_workers, ingest_slots, leases, audit_log CASCADE"
+            "TRUNCATE fixes, seal_events, raw_messages, dead_letters, alerts, transits, devices,"
+            " corridors, offices, ingest_workers, ingest_slots, leases, audit_log CASCADE"
         )
         conn.commit()
         network = acts_network()

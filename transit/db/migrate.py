@@ -90,7 +90,11 @@ def _community_policies(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Compression policies, which only the community licence offers (no retention
     policy: it cannot see open transits; ``transit.retention`` does that job)."""
     with conn.transaction():
-        for table, segment in (("fixes", "device_id"), ("seal_events", "seal_id")):
+        for table, segment in (
+            ("fixes", "device_id"),
+            ("seal_events", "seal_id"),
+            ("raw_messages", "device_id"),
+        ):
             conn.execute(
                 f"ALTER TABLE {table} SET (timescaledb.compress,"
                 f" timescaledb.compress_segmentby = '{segment}')"

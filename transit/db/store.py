@@ -5,13 +5,15 @@ through :mod:`transit.lifecycle`. Each table's SQL is its own repository's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
 from transit.db import alerts as alert_rows
 from transit.db import dead_letters as dead_letter_rows
-from transit.db import devices, telemetry, transits
+from transit.db import devices, messages, telemetry, transits
+from transit.devices.payload import SignedMessage
 from transit.ingest.types import DeadLetter
 from transit.lifecycle import Action, LifecycleEvent, State, next_state
 from transit.model import AlertEvent, Fix, SealEvent
@@ -28,6 +30,7 @@ def prepare_session(conn: Conn) -> None:
 def create_staging(conn: Conn) -> None:
     """Create the staging tables if this session has none, in the caller's transaction."""
     telemetry.create_staging(conn)
+    messages.create_staging(conn)
 
 
 def write_batch(
@@ -36,16 +39,20 @@ def write_batch(
     seal_events: list[SealEvent],
     dead_letters: list[DeadLetter],
     alerts: list[AlertEvent],
+    signed: Sequence[SignedMessage] = (),
 ) -> tuple[int, list[int]]:
     """Write one batch in one transaction. Returns (new fix rows, ids of new alerts).
 
     Rows go through binary COPY into a staging table, then into the hypertables with
-    ``ON CONFLICT DO NOTHING``: a redelivered message writes nothing twice.
+    ``ON CONFLICT DO NOTHING``: a redelivered message writes nothing twice. ``signed``
+    are the batch's messages as signed, kept beside what they carried.
     """
     with conn.transaction():
         inserted = telemetry.write_fixes(conn, fixes) if fixes else 0
         if seal_events:
             telemetry.write_seal_events(conn, seal_events)
+        if signed:
+            messages.write_messages(conn, signed)
         senders = sorted({f.device_id for f in fixes} | {e.device_id for e in seal_events})
         if senders:
             devices.heard(conn, senders)

@@ -24,7 +24,7 @@ from transit.devices.eseal import SealFrame
 from transit.devices.nmea import NmeaFix
 from transit.devices.stream import PortDecoder, Reject
 from transit.edge.outbox import Outbox
-from transit.mqtt import make_client
+from transit.mqtt import make_client, signed
 
 log = logging.getLogger(__name__)
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: accepted, but routed to nobody
@@ -67,6 +67,9 @@ class EdgeConfig:
     baudrate: int = 9600
     key: bytes | None = None
     window: int = 200  # messages in flight before waiting for acknowledgements
+    # "3.1.1": no user properties, so a key signs in an envelope; no PUBACK reason
+    # codes either, so a message nobody took cannot be told from one delivered
+    mqtt_version: str = "5"
 
 
 class PortReader(threading.Thread):
@@ -117,7 +120,11 @@ class Publisher:
     def __init__(self, settings: Settings, config: EdgeConfig, outbox: Outbox) -> None:
         self.config, self.outbox = config, outbox
         self.client = make_client(
-            settings, config.device_id, config.password, client_id=f"edge-{config.device_id}"
+            settings,
+            config.device_id,
+            config.password,
+            client_id=f"edge-{config.device_id}",
+            version=config.mqtt_version,
         )
         self.settings = settings
         self._lock = threading.Lock()
@@ -211,10 +218,10 @@ class Publisher:
                     time.sleep(0.02)
                     continue
                 for seq, kind, body in rows:
-                    topic, payload = self.message(seq, kind, body)
-                    props = None
-                    if self.config.key is not None:
-                        props = _sig_properties(wire.sign(self.config.key, topic, payload))
+                    topic, body_bytes = self.message(seq, kind, body)
+                    payload, props = signed(
+                        self.config.key, topic, body_bytes, self.config.mqtt_version
+                    )
                     if not self._connected.is_set():
                         break
                     # Never call paho holding our lock: its thread calls us back holding its own.
@@ -236,15 +243,6 @@ class Publisher:
             self.outbox.remove(acked)
             self.client.disconnect()
             self.client.loop_stop()
-
-
-def _sig_properties(sig: str) -> Any:
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.UserProperty = ("sig", sig)
-    return props
 
 
 def run_edge(settings: Settings, config: EdgeConfig, stop: threading.Event) -> None:

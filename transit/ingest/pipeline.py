@@ -76,6 +76,8 @@ class BatchResult:
     batteries: list[tuple[str, str, datetime, float]] = field(default_factory=list)
     # departures, border crossings, arrivals found in the fixes
     lifecycle: list[LifecycleEvent] = field(default_factory=list)
+    # every accepted telemetry and seal message as signed, kept to verify it again
+    messages: list[wire.SignedMessage] = field(default_factory=list)
 
 
 class Pipeline:
@@ -175,20 +177,27 @@ class Pipeline:
         """Decode a batch; bad messages become dead letters, never exceptions."""
         out = BatchResult()
         for msg in messages:
+            opened = None
             try:
                 # Who sent it and whether it is authentic come before what it says.
                 device_id, _ = wire.split_topic(msg.topic)
                 if device_id not in self.devices:
                     raise wire.PayloadError("unknown_device", f"{device_id} is not registered")
+                # signed bytes and signature: the payload and user property, or an envelope
+                opened = wire.open_message(msg.payload, msg.sig)
                 key = self.devices[device_id]
                 if key is not None:
-                    wire.verify(key, msg.topic, msg.payload, msg.sig)
-                device_id, model = wire.decode(msg.topic, msg.payload)
+                    wire.verify(key, msg.topic, opened.body, opened.sig)
+                device_id, model = wire.decode(msg.topic, opened.body)
             except wire.PayloadError as exc:
+                sig = opened.sig if opened else msg.sig
                 out.dead_letters.append(
-                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail, msg.sig)
+                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail, sig)
                 )
                 continue
+            kept = wire.signed_message(device_id, msg.topic, opened, model)
+            if kept is not None:
+                out.messages.append(kept)
             if now is not None:
                 self.last_received[device_id] = now
             if isinstance(model, wire.TelemetryV1):

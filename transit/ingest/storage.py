@@ -43,7 +43,7 @@ def write_result(conn: psycopg.Connection[Any], result: BatchResult) -> tuple[in
     write path of ingest, for the worker's batches and a replayed dead letter alike.
     Returns (new fix rows, ids of new alerts)."""
     rows, alert_ids = store.write_batch(
-        conn, result.fixes, result.seal_events, result.dead_letters, result.alerts
+        conn, result.fixes, result.seal_events, result.dead_letters, result.alerts, result.messages
     )
     store.apply_lifecycle(conn, result.lifecycle)
     filtered.write_filtered(conn, result.filtered)

@@ -93,6 +93,16 @@ def claim(conn: Conn, group: str, client_id: str, host: str, pid: int) -> None:
     )
 
 
+def reown(conn: Conn, group: str, client_id: str) -> None:
+    """This connection owns the slot again (its lock taken anew after the old lock
+    connection broke)."""
+    conn.execute(
+        "UPDATE ingest_slots SET backend_pid = pg_backend_pid(), heartbeat_at = now()"
+        " WHERE group_name = %s AND client_id = %s",
+        (group, client_id),
+    )
+
+
 def heartbeat(conn: Conn, group: str, client_id: str, state: str | None = None) -> bool:
     """Say the slot's user (owner or reaper) lives, and set its state; False when the
     row names another connection (this one was fenced and the slot taken)."""

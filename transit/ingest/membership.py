@@ -166,12 +166,7 @@ class Membership:
         if not repo.try_lock_slot(self._conn, self.group, self.client_id):
             self._fence("another process holds the slot's lock")
             return
-        # Ours again: this connection is the slot's owner now.
-        self._conn.execute(
-            "UPDATE ingest_slots SET backend_pid = pg_backend_pid(), heartbeat_at = now()"
-            " WHERE group_name = %s AND client_id = %s",
-            (self.group, self.client_id),
-        )
+        repo.reown(self._conn, self.group, self.client_id)
 
     def _fence(self, why: str) -> None:
         log.error("slot %s lost (%s): this worker stops without touching it", self.client_id, why)

@@ -55,7 +55,9 @@ def test_bad_fixes_are_kept_apart_counted_and_neither_drawn_nor_ruled_on(
     db.commit()
     put_under_way(db, settings, [plan])
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    # Rounded up, not down: the last good fix must not fall before the declaration,
+    # where the track starts.
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     truck = plan.truck(3)
     t0 = now - timedelta(seconds=390)  # the last good fix is taken now
     good = []

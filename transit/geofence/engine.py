@@ -171,6 +171,19 @@ class GeofenceEngine:
                 return self.zone_refs[int(k)]
         return None
 
+    def zones_of(self, lons: NDArray[np.float64], lats: NDArray[np.float64]) -> NDArray[np.int32]:
+        """The office or parking zone each point is in, as an index into ``zone_refs``
+        (-1: none), whatever its speed."""
+        zone = np.full(len(lons), -1, dtype=np.int32)
+        if self.zone_tree is None or not len(lons):
+            return zone
+        pt, zi = self.zone_tree.query(shapely.points(lons, lats))
+        for z in np.unique(zi):
+            cand = pt[zi == z]
+            hit = shapely.contains_xy(self.zones[z], lons[cand], lats[cand])
+            zone[cand[hit]] = z
+        return zone
+
     def countries_of(self, corridor_id: str) -> list[str]:
         """The countries a corridor crosses, from the borders."""
         return [p.country for p in self.pieces.get(corridor_id, []) if p.country]
@@ -243,14 +256,9 @@ class GeofenceEngine:
             lookup = {c: i for i, c in enumerate(self.country_codes)}
             country[outside] = [lookup.get(x, -1) if x else -1 for x in names]
         zone = np.full(n, -1, dtype=np.int32)
-        if self.zone_tree is not None and speeds_kmh is not None and stop_kmh is not None:
+        if speeds_kmh is not None and stop_kmh is not None:
             slow = np.flatnonzero(np.nan_to_num(speeds_kmh, nan=0.0) <= stop_kmh)
-            if slow.size:
-                pt, zi = self.zone_tree.query(shapely.points(lons[slow], lats[slow]))
-                for z in np.unique(zi):
-                    cand = slow[pt[zi == z]]
-                    hit = shapely.contains_xy(self.zones[z], lons[cand], lats[cand])
-                    zone[cand[hit]] = z
+            zone[slow] = self.zones_of(lons[slow], lats[slow])
         # The fixes outside their corridor (few) get their distance to its route.
         distance = np.zeros(n, dtype=np.float64)
         away = np.flatnonzero(known & ~inside)

@@ -141,6 +141,13 @@ def test_control_room_sees_trucks_move_and_works_a_seal_breach(stack, db, capsys
         # Then resolves it with a note.
         page.click(f"#alerts li[data-mrn='{victim.mrn}'].acknowledged button[data-act='resolve']")
         page.fill(f"#alerts li[data-mrn='{victim.mrn}'] textarea", "seal checked at the border")
+        # Another truck's breach arrives while the note is being written: the list is drawn
+        # again and the note the officer typed is still there (it was wiped before).
+        other_truck = plans[3]
+        stack["fleet"].inject_breach(other_truck.device_id)
+        page.wait_for_selector(f"#alerts li[data-mrn='{other_truck.mrn}'].critical", timeout=5_000)
+        draft = page.input_value(f"#alerts li[data-mrn='{victim.mrn}'] textarea")
+        assert draft == "seal checked at the border"
         page.click(f"#alerts li[data-mrn='{victim.mrn}'] button[data-act='confirm']")
         page.wait_for_selector(f"#alerts li[data-mrn='{victim.mrn}'].resolved", timeout=5_000)
 

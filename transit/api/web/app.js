@@ -12,6 +12,7 @@
     me: null,
     trucks: new Map(), // mrn -> {mrn, device, lon, lat, speed, state, corridor, countries, mx, my}
     alerts: new Map(), // id -> alert
+    drafts: new Map(), // alert id -> the resolve note being written; kept across re-renders
     lastAlertId: 0,
     filters: { country: '', corridor: '', state: '' },
     ws: null,
@@ -175,10 +176,17 @@
     const list = [...S.alerts.values()].filter(alertShown).sort((a, b) => b.id - a.id).slice(0, 300);
     const role = S.me && S.me.role;
     $('alert-count').textContent = `(${[...S.alerts.values()].filter((a) => a.status !== 'resolved').length} open)`;
+    // A new alert re-renders the list; the note an officer is typing must survive it.
+    const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#alerts li');
+    const focusId = focused ? Number(focused.dataset.id) : null;
+    const caret = focusId !== null && document.activeElement.tagName === 'TEXTAREA' ? document.activeElement.selectionStart : null;
     $('alerts').innerHTML = list.map((a) => {
       const buttons = [];
       if (a.status === 'open' && ACK_ROLES.includes(role)) buttons.push(`<button data-act="ack" data-id="${a.id}">Acknowledge</button>`);
       if (a.status !== 'resolved' && RESOLVE_ROLES.includes(role)) buttons.push(`<button data-act="resolve" data-id="${a.id}">Resolve…</button>`);
+      if (a.status !== 'resolved' && S.drafts.has(a.id)) {
+        buttons.push(`<textarea placeholder="What was found and done (required)">${esc(S.drafts.get(a.id))}</textarea><button data-act="confirm">Confirm resolve</button>`);
+      }
       const cleared = a.cleared_at ? '<span class="badge">cleared</span>' : '';
       const evidence = a.details && a.details.evidence_count ? `<span class="badge">+${a.details.evidence_count} evidence</span>` : '';
       return `<li class="${esc(a.severity)} ${esc(a.status)}" data-id="${a.id}" data-mrn="${esc(a.mrn)}">
@@ -188,7 +196,17 @@
         ${a.note ? `<div class="meta">note: ${esc(a.note)}</div>` : ''}
         <div>${buttons.join('')}</div></li>`;
     }).join('');
+    if (focusId !== null) {
+      const li = $('alerts').querySelector(`li[data-id='${focusId}']`);
+      const area = li && li.querySelector('textarea');
+      if (area && caret !== null) { area.focus(); area.setSelectionRange(caret, caret); }
+    }
   }
+
+  $('alerts').addEventListener('input', (e) => {
+    const li = e.target.closest('li');
+    if (li && e.target.tagName === 'TEXTAREA') S.drafts.set(Number(li.dataset.id), e.target.value);
+  });
 
   $('alerts').addEventListener('click', async (e) => {
     const b = e.target.closest('button');
@@ -200,13 +218,15 @@
       if (b.dataset.act === 'ack') {
         addAlert(await json(`/api/v1/alerts/${id}/acknowledge`, { method: 'POST' }));
       } else if (b.dataset.act === 'resolve') {
-        if (!li.querySelector('textarea')) {
-          b.insertAdjacentHTML('afterend', '<textarea placeholder="What was found and done (required)"></textarea><button data-act="confirm">Confirm resolve</button>');
-        }
+        if (!S.drafts.has(id)) { S.drafts.set(id, ''); renderAlerts(); }
+        const area = $('alerts').querySelector(`li[data-id='${id}'] textarea`);
+        if (area) area.focus();
       } else if (b.dataset.act === 'confirm') {
         const note = li.querySelector('textarea').value.trim();
         if (!note) { li.querySelector('textarea').focus(); return; }
-        addAlert(await json(`/api/v1/alerts/${id}/resolve`, { method: 'POST', body: JSON.stringify({ note }) }));
+        const done = await json(`/api/v1/alerts/${id}/resolve`, { method: 'POST', body: JSON.stringify({ note }) });
+        S.drafts.delete(id);
+        addAlert(done);
       }
     } catch (err) { alert(`Not done: ${err.message}`); }
   });

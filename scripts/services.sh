@@ -68,9 +68,10 @@ ALTER ROLE transit PASSWORD '$pw';
 SELECT 'CREATE DATABASE transit OWNER transit' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='transit') \gexec
 SQL
   # A second database for `transit bench`, so a benchmark never touches real data, and
-  # a scratch one for tests that act table-wide (retention drops whole chunks).
+  # a scratch one for tests that act table-wide (retention drops whole chunks), and one
+  # for the tests that run several ingest workers on a broker of their own.
   local extra
-  for extra in transit_bench transit_scratch; do
+  for extra in transit_bench transit_scratch transit_scaling; do
     as_pg psql -h "$PGDATA" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
 SELECT 'CREATE DATABASE $extra OWNER transit' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='$extra') \gexec
 SQL

@@ -19,6 +19,7 @@ PURE = [
     "rules",
     "ingest/pipeline.py",
     "ingest/journey.py",
+    "ingest/sequencing.py",
     "ingest/types.py",
 ]
 FORBIDDEN = {

@@ -169,6 +169,7 @@ def cmd_geo_export(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
+    import time
 
     from firmware_sim.fleet import Fleet
     from firmware_sim.scenario import fleet_plan
@@ -184,12 +185,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
         incidents=not args.no_incidents,
         depart_after_s=args.depart_after,
     )
+    # A tracker keeps its seq across runs, in flash, and never reuses one: a simulated
+    # one starts from the clock (in ms), past the seqs of any earlier run.
+    first = int(time.time() * 1000)
     if args.provision:
         with _conn() as conn:
             import_geojson(conn, network)
-            provision_fleet(conn, plans)
+            provision_fleet(conn, plans, first_seq=first + 1)
             sync_broker(conn, settings)
     trucks = [p.truck(args.seed * 1000 + i, args.interval) for i, p in enumerate(plans)]
+    for truck in trucks:
+        truck.flash.seq = first
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -309,7 +315,10 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from transit.bench.ingest import BenchConfig, run
 
     settings = get_settings()
-    cfg = BenchConfig(messages=args.messages, workers=args.workers, devices=args.devices)
+    counts = tuple(int(n) for n in args.worker_counts.split(","))
+    cfg = BenchConfig(
+        messages=args.messages, workers=args.workers, devices=args.devices, worker_counts=counts
+    )
     result = run(settings, cfg)
     if not args.no_batched:
         batched = run(
@@ -321,6 +330,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
                 fixes_per_message=10,
                 naive_messages=300,
                 latency_messages=300,
+                worker_counts=(args.workers,),
             ),
         )
         result["batched"] = {
@@ -620,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     bi = bench.add_parser("ingest", help="ingest throughput against its references")
     bi.add_argument("--json", action="store_true", help="print one JSON object")
     bi.add_argument("--messages", type=int, default=20000)
-    bi.add_argument("--workers", type=int, default=2)
+    bi.add_argument("--workers", type=int, default=2, help="the run of the headline figures")
+    bi.add_argument("--worker-counts", default="1,2,4", help="worker counts measured side by side")
     bi.add_argument("--devices", type=int, default=100)
     bi.add_argument("--no-batched", action="store_true", help="skip the 10-fixes-per-message run")
     bi.set_defaults(func=cmd_bench_ingest)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from transit import broker
 from transit.config import Settings
-from transit.db import corridors, devices, offices, transits
+from transit.db import corridors, devices, offices, rule_state, transits
 from transit.db.store import Conn
 from transit.geofence.corridor import load_geojson
 
@@ -26,10 +26,14 @@ def import_geojson(conn: Conn, doc: dict[str, Any]) -> tuple[int, int]:
     return len(found_corridors), len(found_offices)
 
 
-def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> None:
+def provision_fleet(
+    conn: Conn, plans: list[TruckPlan], hours: float = 72, first_seq: int = 1
+) -> None:
     """Register each plan's tracker and write its transit as under way, skipping
     declaration and release: a shortcut for tests, benchmarks and ``transit sim
-    --provision``. ``transit demo`` goes through the API as a customs office does."""
+    --provision``. ``transit demo`` goes through the API as a customs office does.
+    ``first_seq`` is the seq of the trackers' first message, which the rules take
+    first (the release checks would have heard the one before)."""
     limit = datetime.now(UTC) + timedelta(hours=hours)
     with conn.transaction():
         for p in plans:
@@ -49,6 +53,7 @@ def provision_fleet(conn: Conn, plans: list[TruckPlan], hours: float = 72) -> No
                 status="in_transit",
             )
             transits.finish_other_transits(conn, p.device_id, p.mrn)
+            rule_state.start_over(conn, p.device_id, p.mrn, first_seq - 1)
 
 
 def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:

@@ -106,3 +106,17 @@ def list_filtered(
             (*args, reason, reason, limit),
         ).fetchall()
     return {"counts": {r[0]: int(r[1]) for r in counts}, "fixes": rows}
+
+
+def kept_apart(conn: Conn, keys: list[tuple[str, int]]) -> set[tuple[str, int, int]]:
+    """(device, seq, idx) of the fixes of these messages (device, seq) kept apart."""
+    if not keys:
+        return set()
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            "SELECT f.device_id, f.seq, f.idx FROM filtered_fixes f"
+            " JOIN unnest(%s::text[], %s::int8[]) AS x(dev, seq)"
+            " ON f.device_id = x.dev AND f.seq = x.seq",
+            ([d for d, _ in keys], [s for _, s in keys]),
+        ).fetchall()
+    return {(r[0], int(r[1]), int(r[2])) for r in rows}

@@ -2,15 +2,15 @@
 is fixed (the device registered since, its key rotated, the firmware's bug forgiven).
 
 Nothing is republished to the broker: the kept topic, payload and signature go through
-the same pipeline as a worker's batch (``Pipeline.process`` with the devices, corridors
-and transits as the database has them now) and the worker's own write path
-(``write_result``). Writes are idempotent on ``(device_id, seq)``, so replaying twice
-stores nothing twice. A message refused again stays a dead letter, with the new reason
-(the first one is kept in ``first_reason``). Every replay is audited.
-
-The replay runs in the caller's transaction (the request or the command commits). Its
-rule state starts empty: a replayed fix is checked against the corridor and the rules
-as one message on its own, not as part of the stream a worker holds in memory.
+the same transaction as a worker's batch (``transit.ingest.transaction.ingest``, with
+the devices, corridors and transits as the database has them now): a message of a
+transit under way takes its place in its device's seq order, on the transit's stored
+rule state (one that fills a gap lets the messages held behind it go on; one from a
+gap passed over is evaluated late). Writes are idempotent on ``(device_id, seq)``, so
+replaying twice stores nothing twice. A message refused again stays a dead letter,
+with the new reason (the first one is kept in ``first_reason``). Every replay is
+audited. The replay runs in the caller's transaction (the request or the command
+commits).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from psycopg.rows import tuple_row
 from transit import audit
 from transit.db import dead_letters, devices, store, telemetry
 from transit.geofence import borders
-from transit.ingest.pipeline import BatchResult, Pipeline, RawMessage
-from transit.ingest.storage import load_pipeline, write_result
+from transit.ingest import transaction
+from transit.ingest.pipeline import Decoded, Pipeline, RawMessage
+from transit.ingest.storage import load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,13 @@ def _replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
         raise NotReplayable(f"dead letter {letter_id} kept no MQTT topic")
     pipeline = Pipeline()
     load_pipeline(conn, pipeline, _country_borders())
-    result = pipeline.process(
-        [RawMessage(letter["topic"], bytes(letter["raw"]), letter["sig"])], now=now
-    )
+    message = RawMessage(letter["topic"], bytes(letter["raw"]), letter["sig"])
     # Refused again: the kept row takes the new reason instead of a second row.
-    refused, result.dead_letters = result.dead_letters, []
+    refused = [d for d in pipeline.decode([message], now) if not isinstance(d, Decoded)]
     if refused:
         outcome = Replay(letter_id, "refused", 0, refused[0].reason, refused[0].detail)
     else:
-        outcome = _write(conn, letter_id, result)
+        outcome = _write(conn, letter_id, pipeline, message, now)
     dead_letters.record_replay(
         conn, letter_id, now, outcome.outcome, outcome.reason, outcome.detail
     )
@@ -114,17 +113,17 @@ def _replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
     return outcome
 
 
-def _write(conn: Conn, letter_id: int, result: BatchResult) -> Replay:
+def _write(
+    conn: Conn, letter_id: int, pipeline: Pipeline, message: RawMessage, now: datetime
+) -> Replay:
     """Write an accepted message as a worker would, counting the rows that are new."""
-    keyed = [(f.device_id, f.seq) for f in result.fixes] + [
-        (e.device_id, e.seq) for e in result.seal_events
-    ]
-    senders = sorted({d for d, _ in keyed})
-    seqs = sorted({s for _, s in keyed})
+    decoded = [d for d in pipeline.decode([message], now) if isinstance(d, Decoded)]
+    senders = sorted({d.device_id for d in decoded})
+    seqs = sorted({d.seq for d in decoded if d.seq is not None})
     heard = devices.last_seen(conn, senders)
     store.create_staging(conn)
     before = telemetry.stored(conn, senders, seqs)
-    _, alert_ids = write_result(conn, result)
+    alert_ids = transaction.ingest(conn, pipeline, [message], now, "replay", commit=False).alert_ids
     # Replaying an old message is not hearing from the device now: the silence
     # watchdog keeps the time it was last heard.
     for device in senders:

@@ -30,6 +30,7 @@ from transit.rules.movement import (
     watchdog,
 )
 from transit.rules.seal import check_seal
+from transit.rules.state import RuleState
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,17 @@ class RawMessage:
     topic: str
     payload: bytes
     sig: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A message that passed the boundary: its sender, seq and what it says."""
+
+    raw: RawMessage
+    device_id: str
+    seq: int | None  # None: a presence status, which has none
+    model: wire.TelemetryV1 | wire.SealV1 | wire.StatusV1
+    kept: wire.SignedMessage | None  # as signed, kept to verify it again
 
 
 @dataclass
@@ -122,24 +134,40 @@ class Pipeline:
         for t in self.transits.values():
             self.rules[t.mrn] = self._new_rules(t)
 
-    def _new_rules(self, t: ActiveTransit) -> TransitRules:
+    def initial_state(self, t: ActiveTransit, open_conditions: set[tuple[str, str]]) -> RuleState:
+        """The rule state of a transit the rules take over: nothing seen, and the
+        conditions whose alerts are open in the database held open (neither raised
+        again nor forgotten when they clear)."""
+        held = set(open_conditions)
+        deviation = (AlertType.ROUTE_DEVIATION.value, "")
+        is_open = deviation in held
+        held.discard(deviation)
+        return RuleState(DeviationState(alert_open=is_open), MovementState(open_keys=held))
+
+    def take_over(self, t: ActiveTransit, state: RuleState) -> None:
+        """Follow ``t`` from ``state`` (as stored), for the next :meth:`evaluate`."""
+        self.transits[t.tracker_id] = t
+        self.rules[t.mrn] = self._new_rules(t, state)
+
+    def state_of(self, mrn: str) -> RuleState:
+        """What the rules remember of a transit now (to be stored)."""
+        r = self.rules[mrn]
+        return RuleState(r.deviation, r.movement)
+
+    def _new_rules(self, t: ActiveTransit, state: RuleState | None = None) -> TransitRules:
         try:
             th = rules_config(t.thresholds, self.thresholds)
         except ValueError as exc:  # stored before the API checked them: defaults, loudly
             log.warning("transit %s: %s; default thresholds used", t.mrn, exc)
             th = self.thresholds
         ids = self.engine.country_ids(t.countries) if self.engine else set()
-        # Conditions open in the database stay open here (a restarted worker neither
-        # raises them again nor forgets to clear them). Route deviation keeps its own.
-        held = set(self._held.get(t.mrn, ()))
-        deviation = (AlertType.ROUTE_DEVIATION.value, "")
-        is_open = deviation in held
-        held.discard(deviation)
+        if state is None:
+            state = self.initial_state(t, self._held.get(t.mrn, set()))
         return TransitRules(
             ctx=self._context(t),
             thresholds=th,
-            deviation=DeviationState(alert_open=is_open),
-            movement=MovementState(open_keys=held),
+            deviation=state.deviation,
+            movement=state.movement,
             country_ids=frozenset(ids),
         )
 
@@ -150,15 +178,19 @@ class Pipeline:
         return r
 
     def tick(
-        self, now: datetime, lifecycle: list[LifecycleEvent] | None = None
+        self,
+        now: datetime,
+        lifecycle: list[LifecycleEvent] | None = None,
+        devices: list[str] | None = None,
     ) -> list[AlertEvent]:
         """The wall-clock watchdog over every transit under way: silence and overdue.
 
         An overdue transit (not arrived by its time limit) also goes to the state
         ``overdue`` where the lifecycle allows it, with an enquiry opened: that goes
-        into ``lifecycle``."""
+        into ``lifecycle``. ``devices``: only these trackers' transits."""
         out: list[AlertEvent] = []
-        for device, transit in list(self.transits.items()):
+        watched = self.transits if devices is None else {d: self.transits[d] for d in devices}
+        for device, transit in list(watched.items()):
             r = self._rules_of(transit)
             found = watchdog(
                 r.thresholds,
@@ -174,8 +206,19 @@ class Pipeline:
         return out
 
     def process(self, messages: list[RawMessage], now: datetime | None = None) -> BatchResult:
-        """Decode a batch; bad messages become dead letters, never exceptions."""
-        out = BatchResult()
+        """Decode and evaluate a batch; bad messages become dead letters, never
+        exceptions (:meth:`decode`, then :meth:`evaluate`)."""
+        decoded = self.decode(messages, now)
+        out = self.evaluate([d for d in decoded if isinstance(d, Decoded)], now)
+        out.dead_letters = [d for d in decoded if isinstance(d, DeadLetter)]
+        return out
+
+    def decode(
+        self, messages: list[RawMessage], now: datetime | None = None
+    ) -> list[Decoded | DeadLetter]:
+        """Who sent each message, whether it is authentic, and what it says: one
+        :class:`Decoded` or :class:`DeadLetter` per message, in order. Needs no state."""
+        out: list[Decoded | DeadLetter] = []
         for msg in messages:
             opened = None
             try:
@@ -191,15 +234,26 @@ class Pipeline:
                 device_id, model = wire.decode(msg.topic, opened.body)
             except wire.PayloadError as exc:
                 sig = opened.sig if opened else msg.sig
-                out.dead_letters.append(
-                    DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail, sig)
-                )
+                out.append(DeadLetter("mqtt", msg.topic, msg.payload, exc.reason, exc.detail, sig))
                 continue
-            kept = wire.signed_message(device_id, msg.topic, opened, model)
-            if kept is not None:
-                out.messages.append(kept)
             if now is not None:
                 self.last_received[device_id] = now
+            kept = wire.signed_message(device_id, msg.topic, opened, model)
+            seq = None if isinstance(model, wire.StatusV1) else model.seq
+            out.append(Decoded(msg, device_id, seq, model, kept))
+        return out
+
+    def evaluate(
+        self, messages: list[Decoded], now: datetime | None = None, ruled: bool = True
+    ) -> BatchResult:
+        """Run the filters and rules over decoded messages, in the order given (a
+        device's in seq order). ``ruled`` False: stored without the transits' rules."""
+        out = BatchResult()
+        transits = self.transits if ruled else {}
+        for d in messages:
+            device_id, model = d.device_id, d.model
+            if d.kept is not None:
+                out.messages.append(d.kept)
             if isinstance(model, wire.TelemetryV1):
                 out.fixes.extend(wire.fixes_of(device_id, model))
                 if model.battery_pct is not None:
@@ -212,7 +266,7 @@ class Pipeline:
                 out.seal_events.append(event)
                 if event.battery_pct is not None:
                     out.batteries.append((device_id, event.seal_id, event.time, event.battery_pct))
-                transit = self.transits.get(device_id)
+                transit = transits.get(device_id)
                 alert = None
                 if transit is not None:
                     at_destination = bool(
@@ -232,26 +286,26 @@ class Pipeline:
             self.newest.update(screened.newest)
             out.fixes = screened.accepted()
             out.filtered = screened.filtered(self.filters, now)
-            events, jumped = self._check_corridors(screened, out.lifecycle)
+            events, jumped = self._check_corridors(screened, out.lifecycle, transits)
             out.alerts.extend(events)
             if jumped:
                 gone = {id(j.fix) for j in jumped}
                 out.fixes = [f for f in out.fixes if id(f) not in gone]
                 out.filtered += jumped
         for tracker, reporter, t, pct in out.batteries:
-            transit = self.transits.get(tracker)
+            transit = transits.get(tracker)
             if transit is not None:
                 r = self._rules_of(transit)
                 out.alerts += observe_battery(r.thresholds, r.movement, r.ctx, t, reporter, pct)
         return out
 
     def _check_corridors(
-        self, sc: Screened, lifecycle: list[LifecycleEvent]
+        self, sc: Screened, lifecycle: list[LifecycleEvent], under_way: dict[str, ActiveTransit]
     ) -> tuple[list[AlertEvent], list[FilteredFix]]:
         """The accepted fixes of transits under way through the jump filter, the
         geofence engine, the rules and the lifecycle. Returns the alerts and the fixes
         that jumped (filtered: they go no further)."""
-        in_transit = np.fromiter((d in self.transits for d in sc.names), bool, len(sc.names))
+        in_transit = np.fromiter((d in under_way for d in sc.names), bool, len(sc.names))
         idx = np.flatnonzero((sc.code == 0) & in_transit[sc.device])
         if not len(idx) or self.engine is None:
             return [], []

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transit.ingest.transaction import Written
 
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
@@ -51,6 +54,24 @@ class Stats:
     # messages taken from dead members' sessions, and how many sessions were drained
     reaped_messages: int = 0
     reaps: int = 0
+    # where the batches' time went (ms by phase: decode, discover, lock, read, plan,
+    # rules, write, commit), and the ordering of each device's messages by seq
+    phase_ms: dict[str, float] = field(default_factory=dict)
+    held: int = 0  # came before their predecessor: held
+    released: int = 0  # held, then evaluated
+    redelivered: int = 0  # evaluated before: acknowledged, nothing written
+
+    def note(self, written: Written, batch: bool = False) -> None:
+        """Count one transaction's phases and ordering; and, unless it wrote a ``batch``
+        (counted with its messages), the rows it wrote."""
+        for name, ms in written.timings.items():
+            self.phase_ms[name] = self.phase_ms.get(name, 0.0) + ms
+        self.held += written.held
+        self.released += written.released
+        self.redelivered += written.duplicates
+        if not batch:
+            self.rows_written += written.rows
+            self.filtered_fixes.update(f.reason for f in written.result.filtered)
 
     def as_json(self) -> dict[str, Any]:
         """The snapshot stored for /metrics."""
@@ -69,4 +90,8 @@ class Stats:
             "last_ack_lag_ms": self.last_ack_lag_ms,
             "reaped_messages": self.reaped_messages,
             "reaps": self.reaps,
+            "phase_ms": {k: round(v, 1) for k, v in self.phase_ms.items()},
+            "held": self.held,
+            "released": self.released,
+            "redelivered": self.redelivered,
         }

@@ -1,10 +1,14 @@
-"""What the holder of the watchdog lease runs, in one process across every worker on
-every machine (:mod:`transit.ingest.membership` holds the lease): the wall-clock rules
-(silence, overdue) every few seconds, and the telemetry retention hourly.
+"""What runs on the clock in a worker's main loop. What the holder of the watchdog lease
+runs, in one process across every worker on every machine
+(:mod:`transit.ingest.membership` holds the lease): the wall-clock rules (silence,
+overdue) every few seconds, and the telemetry retention hourly. What every worker
+runs: the sweep of messages held beyond a gap in their device's seqs whose missing
+message is known lost (:mod:`transit.ingest.sequencing`), every second.
 
-Its input is the database, not the worker's memory: the transits under way, and when
-each device was last heard (``devices.last_seen``, written by whichever worker took
-the device's message), so it finds silence in messages other workers received.
+Its input is the database, not the worker's memory: the transits under way, their
+rule state, and when each device was last heard (``devices.last_seen``, written by
+whichever worker took the device's message), so it finds silence in messages other
+workers received.
 """
 
 from __future__ import annotations
@@ -19,19 +23,20 @@ import psycopg
 from transit import retention
 from transit.config import Settings
 from transit.db import alerts as alert_rows
-from transit.db import devices, server, store
+from transit.db import server
+from transit.ingest import transaction
 from transit.ingest.membership import Membership
 from transit.ingest.pipeline import Pipeline
-from transit.lifecycle import LifecycleEvent
 
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 TICK_S = 5.0  # how often the wall-clock rules run
+SWEEP_S = 1.0  # how often held messages are swept
 
 
 class Watchdog:
-    """The lease holder's duties, run from the worker's main loop (:meth:`run_due`)."""
+    """The duties on the clock, run from the worker's main loop (:meth:`run_due`)."""
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class Watchdog:
         refresh: Callable[[Conn], None],
         lost: Callable[[], None],
         publish: Callable[[list[dict[str, Any] | None]], None],
+        count: Callable[[transaction.Written], None],
     ) -> None:
         self.settings = settings
         self.membership = membership
@@ -50,11 +56,15 @@ class Watchdog:
         self._refresh = refresh  # brings the pipeline's transits up to the database
         self._lost = lost  # the worker's connection broke
         self._publish = publish
+        self._count = count  # into the worker's counters
         self._last_tick = time.monotonic()
+        self._last_sweep = time.monotonic()
         self._last_retention: float | None = None
 
     def run_due(self) -> None:
-        """Run what is due, if this process holds the lease."""
+        """Run what is due: the sweep; the rest if this process holds the lease."""
+        if time.monotonic() - self._last_sweep >= SWEEP_S:
+            self.sweep()
         if time.monotonic() - self._last_tick >= TICK_S:
             self._last_tick = time.monotonic()
             if self.membership.watchdog:
@@ -67,26 +77,35 @@ class Watchdog:
         try:
             conn = self._db()
             self._refresh(conn)
-            seen = devices.last_seen(conn, list(self.pipeline.transits))
             now = server.now(conn)
-            conn.commit()
-            self.pipeline.last_received = seen
-            changes: list[LifecycleEvent] = []
-            events = self.pipeline.tick(now, changes)
-            if not events and not changes:
-                return
             if not self.membership.holds_watchdog(conn):  # in the writing transaction
                 conn.rollback()
-                self.pipeline.reset_state()
                 return
-            _, alert_ids = store.write_batch(conn, [], [], [], events)
-            store.apply_lifecycle(conn, changes)
-            alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
+            # On the transits' stored rule state, those no batch holds now.
+            under_way = list(self.pipeline.transits.values())
+            me = self.membership.client_id
+            written = transaction.watchdog(conn, self.pipeline, now, me, under_way)
+            alerts = [alert_rows.as_published(conn, i) for i in written.alert_ids]
+            conn.commit()
+        except psycopg.OperationalError:
+            self._lost()  # nothing was written: the next tick finds it all again
+            return
+        self._publish(alerts)
+
+    def sweep(self) -> None:
+        """Evaluate messages held beyond a gap whose message is known lost (a truck must
+        not stall), for the transits no batch holds now."""
+        self._last_sweep = time.monotonic()
+        try:
+            conn = self._db()
+            now = server.now(conn)
+            written = transaction.sweep(conn, self.pipeline, now, self.membership.client_id)
+            alerts = [alert_rows.as_published(conn, i) for i in written.alert_ids]
             conn.commit()
         except psycopg.OperationalError:
             self._lost()
-            self.pipeline.reset_state()  # those alerts were not written: find them again
             return
+        self._count(written)
         self._publish(alerts)
 
     def _retention_due(self) -> bool:

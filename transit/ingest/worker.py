@@ -33,14 +33,14 @@ import psycopg
 from transit.broker import ALERT_TOPIC
 from transit.config import Settings
 from transit.db import alerts as alert_rows
-from transit.db import devices, store, workers
+from transit.db import devices, rule_state, store, workers
 from transit.geofence import borders
-from transit.ingest import session
+from transit.ingest import session, transaction
 from transit.ingest.membership import Membership
 from transit.ingest.pipeline import Pipeline
 from transit.ingest.session import Item, Link, message_handler
 from transit.ingest.stats import Stats
-from transit.ingest.storage import load_pipeline, write_result
+from transit.ingest.storage import load_pipeline
 from transit.ingest.types import DeadLetter
 from transit.ingest.watchdog import Watchdog
 from transit.mqtt import connect_properties, make_client
@@ -83,6 +83,7 @@ class IngestWorker:
         self._leaving = False  # stopping: never subscribe again
         self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
         self._last_snapshot = 0.0
+        self._drained: float | None = None  # when it last had nothing in hand (monotonic)
         self._stop = threading.Event()  # leave the group
         self._halt = threading.Event()  # give up now (asked twice): the session stays
         self._conn: psycopg.Connection[Any] | None = None
@@ -118,6 +119,7 @@ class IngestWorker:
             self._refresh,
             self._lost,
             self._publish_alerts,
+            self.stats.note,
         )
         self.link = Link(self.client, own=True)
         self.client.on_connect = self._on_connect
@@ -210,20 +212,21 @@ class IngestWorker:
             try:
                 self._look_up_senders(conn, batch)
                 self._refresh(conn)
-                result = self.pipeline.process([it[2] for it in batch], now=datetime.now(UTC))
+                raws, now, me = [it[2] for it in batch], datetime.now(UTC), self.config.client_id
+                written = transaction.ingest(conn, self.pipeline, raws, now, me)
+                result, rows, alert_ids = written.result, written.rows, written.alert_ids
                 t0 = time.monotonic()
-                rows, alert_ids = write_result(conn, result)
                 alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
                 self._save_stats(conn)
                 conn.commit()
-                self.stats.commit_ms.observe((time.monotonic() - t0) * 1000)
+                written.timings["commit"] = (time.monotonic() - t0) * 1000
+                self.stats.commit_ms.observe(written.timings["write"] + written.timings["commit"])
+                self.stats.note(written, batch=True)
                 break
             except psycopg.OperationalError as exc:
                 log.warning("batch not committed (%s); reconnecting and retrying", exc)
                 self._conn = None
                 self._last_refresh = 0.0
-                # Rule state may have advanced for a batch that was rolled back.
-                self.pipeline.reset_state()
                 if self._halt.wait(0.5):
                     raise
         for mid, qos, _, _, link, gen in batch:
@@ -247,6 +250,8 @@ class IngestWorker:
         snap = self.stats.as_json()
         snap["queue_limit"] = self.config.queue_limit
         workers.save(conn, self.config.client_id, os.getpid(), self._started, snap)
+        if self._drained is not None:
+            rule_state.note_drained(conn, self.config.client_id, now - self._drained)
 
     def _publish_alerts(self, alerts: list[dict[str, Any] | None]) -> None:
         """Tell live consumers of the alerts just committed."""
@@ -276,10 +281,14 @@ class IngestWorker:
 
     def _turn(self) -> None:
         """One turn of the main loop: a batch (or an idle report), the watchdog's due."""
+        asked = time.monotonic()
         batch = self._take_batch()
         if batch:
             self._commit(batch)
         else:
+            # Nothing came after all it had was acknowledged: the broker held nothing
+            # back for this worker when it started waiting (it was drained).
+            self._drained = asked
             self._idle()
         self.watchdog.run_due()
 

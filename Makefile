@@ -43,8 +43,8 @@ democheck: setup
 check: lint typecheck pytest
 
 lint: venv
-	$(VENV)/bin/ruff check transit firmware_sim tests bench
-	$(VENV)/bin/ruff format --check transit firmware_sim tests bench
+	$(VENV)/bin/ruff check transit firmware_sim tests
+	$(VENV)/bin/ruff format --check transit firmware_sim tests
 
 typecheck: venv
 	$(VENV)/bin/mypy transit

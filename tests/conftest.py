@@ -75,9 +75,10 @@ def ingest(settings):
     """A real ingest worker (in this process, on a thread) for the test's duration."""
     import threading
 
-    from transit.ingest.worker import IngestWorker, WorkerConfig
+    from transit import bootstrap
+    from transit.ingest.worker import WorkerConfig
 
-    worker = IngestWorker(settings, WorkerConfig(client_id="transit-ingest-0"))
+    worker = bootstrap.ingest_worker(settings, WorkerConfig(client_id="transit-ingest-0"))
     runner = threading.Thread(target=worker.run, daemon=True)
     runner.start()
     yield worker

@@ -9,8 +9,8 @@ import sys
 import psycopg
 
 from transit import audit
-from transit.bench.ingest import bench_settings
 from transit.db.migrate import migrate
+from transit.localstack import bench_settings
 
 
 def test_edited_and_deleted_rows_are_found(db) -> None:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.fuzz_eseal import fuzz
+from transit.bench.fuzz_eseal import fuzz
 from transit.devices.eseal import BadFrame, SealFrame, SealFrameDecoder, encode
 from transit.model import SealStatus
 

@@ -19,17 +19,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from tests.conftest import ROOT
-from transit.bench.ingest import (
-    BenchBroker,
-    BenchConfig,
-    bench_settings,
-    open_session,
-    reset_database,
-)
+from transit.bench.ingest import BenchConfig, reset_database
 from transit.broker import device_password
 from transit.db.devices import register as register_device
 from transit.edge.outbox import Outbox
 from transit.edge.reader import EdgeConfig, Publisher
+from transit.localstack import BenchBroker, bench_settings, open_session
 from transit.provision import sync_broker
 
 MESSAGES = 100_000

@@ -33,11 +33,11 @@ import pytest
 from firmware_sim.catalogue import STEP, Scenario, catalogue, clean_fleet
 from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import TruckPlan
-from transit.bench.ingest import open_session
 from transit.config import Settings
 from transit.db.migrate import migrate
 from transit.demo.stack import OwnBroker, free_port
 from transit.geofence.corridor import acts_network
+from transit.localstack import open_session
 from transit.provision import import_geojson, provision_fleet
 
 STEPS = 240  # 40 minutes of event time per truck

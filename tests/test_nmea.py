@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.nmea_gpsd import DEFAULT_DIR, run
+from transit.bench.nmea import DEFAULT_DIR, run
 from transit.devices.nmea import NmeaDecoder
 
 

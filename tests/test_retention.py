@@ -226,7 +226,8 @@ def test_a_dry_run_lists_the_chunks_and_drops_nothing(scratch, scratch_settings)
 
 
 def test_the_ingest_watchdog_worker_runs_the_retention_by_itself(scratch, scratch_settings) -> None:
-    from transit.ingest.worker import IngestWorker, WorkerConfig
+    from transit import bootstrap
+    from transit.ingest.worker import WorkerConfig
     from transit.mqtt import make_client
 
     now = scratch.execute("SELECT now()").fetchone()[0]
@@ -234,7 +235,9 @@ def test_the_ingest_watchdog_worker_runs_the_retention_by_itself(scratch, scratc
     scratch.commit()
     assert len(days_left(scratch)) == 2
     cfg = WorkerConfig(client_id="transit-retention-test", group="retention-test")
-    worker = IngestWorker(scratch_settings.model_copy(update={"retention_days": 30}), cfg)
+    worker = bootstrap.ingest_worker(
+        scratch_settings.model_copy(update={"retention_days": 30}), cfg
+    )
     runner = threading.Thread(target=worker.run, daemon=True)
     runner.start()
     try:

@@ -15,9 +15,9 @@ import psycopg
 
 from tests.conftest import ROOT, free_port
 from transit import keys
-from transit.bench.ingest import bench_settings
 from transit.db.migrate import migrate
 from transit.geofence.corridor import acts_network
+from transit.localstack import bench_settings
 from transit.provision import import_geojson
 
 

@@ -104,7 +104,7 @@ def test_mqtt_over_tls_with_the_project_users(settings, certs, tls_dir) -> None:
         got = threading.Event()
         sub = make_client(tls, settings.mqtt_admin_user, settings.mqtt_admin_password)
         sub.on_message = lambda *_: got.set()
-        sub.on_connect = lambda c, *_: c.subscribe("transit/v1/backend/alerts", qos=1)
+        sub.on_connect = lambda c, *_: c.subscribe("transit/v1/devices/TLS-PROBE/status", qos=1)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -115,11 +115,11 @@ def test_mqtt_over_tls_with_the_project_users(settings, certs, tls_dir) -> None:
                     raise
                 time.sleep(0.1)
         sub.loop_start()
-        pub = make_client(tls, settings.mqtt_ingest_user, settings.mqtt_ingest_password)
+        pub = make_client(tls, settings.mqtt_admin_user, settings.mqtt_admin_password)
         pub.connect("127.0.0.1", port)
         pub.loop_start()
         time.sleep(0.5)
-        pub.publish("transit/v1/backend/alerts", b"{}", qos=1).wait_for_publish(5)
+        pub.publish("transit/v1/devices/TLS-PROBE/status", b"{}", qos=1).wait_for_publish(5)
         assert got.wait(5), "a message over TLS did not arrive"
         for c in (pub, sub):
             c.disconnect()

@@ -2,8 +2,9 @@
 
 A device logs in with its device id as username and may publish only under
 ``transit/v1/devices/<its id>/`` and read only its own ``cmd`` topic. The ingest user
-reads every device topic and writes the backend's alert topic; the API user reads
-alerts and presence and writes device commands.
+reads every device topic; the API user reads presence and writes device commands.
+Alerts are not published on the broker: the alerts table is the one record, and the
+live feed and the partner notices read it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 from transit.config import Settings
 
-ALERT_TOPIC = "transit/v1/backend/alerts"
 # A device's password is the first 32 hex digits (128 bits) of the HMAC, as strong as
 # a password needs to be. Every device provisioned so far holds this form (the broker's
 # password file, the simulator, the edge reader), so it must not change.
@@ -39,10 +39,8 @@ def acl_text(settings: Settings) -> str:
             f"user {settings.mqtt_ingest_user}",
             "topic read transit/v1/devices/#",
             "topic read $share/+/transit/v1/devices/#",
-            "topic write transit/v1/backend/#",
             "",
             f"user {settings.mqtt_api_user}",
-            "topic read transit/v1/backend/#",
             "topic read transit/v1/devices/+/status",
             "topic write transit/v1/devices/+/cmd",
             "",

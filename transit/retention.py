@@ -160,7 +160,7 @@ def run(
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``transit retention run``: one run now, with the setting or ``--days``."""
-    from transit.cli import _cli_actor
+    from transit.cli.common import actor
     from transit.config import get_settings
 
     settings = get_settings()
@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
         now = server.now(conn)
-        report = run(conn, days, now, actor=_cli_actor(), dry_run=args.dry_run)
+        report = run(conn, days, now, actor=actor(), dry_run=args.dry_run)
         conn.commit()
     out = report.as_json()
     if args.json:

@@ -10,6 +10,9 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from psycopg.rows import dict_row
 
+from transit import bootstrap
+from transit.ingest.pipeline import Pipeline
+
 
 def connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
     """A connection from the pool; the request owns its transaction."""
@@ -19,6 +22,15 @@ def connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 
 Db = Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+def rules(request: Request) -> Pipeline:
+    """A rule pipeline wired by the composition root with the app's settings (its
+    filter bounds), for a route that runs telemetry through ingest (a replay)."""
+    return bootstrap.pipeline(request.app.state.settings)
+
+
+Rules = Annotated[Pipeline, Depends(rules)]
 
 
 def iso(v: Any) -> Any:

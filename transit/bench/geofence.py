@@ -31,11 +31,11 @@ import psycopg
 import shapely
 from shapely.geometry import Point
 
-from transit.bench.ingest import bench_settings
+from transit.bootstrap import country_borders
 from transit.config import Settings
-from transit.geofence import borders as borders_mod
 from transit.geofence.corridor import Corridor, acts_network, build_corridor, load_geojson
 from transit.geofence.engine import GeofenceEngine
+from transit.localstack import bench_settings
 from transit.rules.batch import TransitRules, observe_batch, stop_speeds
 from transit.rules.movement import TransitContext
 
@@ -174,8 +174,7 @@ def run(
     """The whole benchmark; returns the figures."""
     cs = make_corridors(corridors, seed)
     _, offices = load_geojson(acts_network())
-    path = borders_mod.default_path()
-    borders = borders_mod.load(path) if path.exists() else None
+    borders = country_borders()
     t0 = time.perf_counter()
     engine = GeofenceEngine(cs, offices, borders)
     build_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """``transit bench ingest``: the ingest pipeline as deployed, against its references.
 
 Everything runs on loopback, on a broker and a database of the benchmark's own
-(:mod:`transit.bench.stack`): a second Mosquitto and the ``transit_bench`` database,
+(:mod:`transit.localstack`): a second Mosquitto and the ``transit_bench`` database,
 with fresh tables. In one run it measures:
 
 - ``limit_paho_noop_msg_s``: a paho subscriber that only counts, draining the same
@@ -40,7 +40,11 @@ from typing import Any
 import psycopg
 
 from firmware_sim.scenario import fleet_plan
-from transit.bench.stack import (
+from transit.config import Settings
+from transit.db.migrate import migrate
+from transit.devices import payload as wire
+from transit.geofence.corridor import acts_network
+from transit.localstack import (
     BenchBroker,
     bench_settings,
     connect,
@@ -51,13 +55,8 @@ from transit.bench.stack import (
     stop_workers,
     worker_stats,
 )
-from transit.config import Settings
-from transit.db.migrate import migrate
-from transit.devices import payload as wire
-from transit.geofence.corridor import acts_network
 from transit.provision import import_geojson, provision_fleet
 
-__all__ = ["BenchBroker", "BenchConfig", "bench_settings", "open_session", "reset_database", "run"]
 PHASES = ("decode", "discover", "lock", "read", "plan", "rules", "write", "commit")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg.rows import tuple_row
 
+from transit.db.alerts import open_sql
 from transit.db.store import Conn
 from transit.lifecycle import UNDER_WAY
 
@@ -78,8 +79,7 @@ def open_conditions(conn: Conn, mrns: list[str]) -> dict[str, set[tuple[str, str
     out: dict[str, set[tuple[str, str]]] = {m: set() for m in mrns}
     with conn.cursor(row_factory=tuple_row) as cur:
         for mrn, kind, key in cur.execute(
-            "SELECT mrn, type, cond_key FROM alerts WHERE mrn = ANY(%s)"
-            " AND cleared_at IS NULL AND status <> 'resolved'",
+            f"SELECT mrn, type, cond_key FROM alerts WHERE mrn = ANY(%s) AND {open_sql()}",
             (mrns,),
         ):
             out.setdefault(mrn.strip(), set()).add((kind, key))

@@ -9,13 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
+from transit.cli.common import actor, connect
 from transit.config import get_settings
-
-
-def _conn() -> psycopg.Connection[Any]:
-    return psycopg.connect(get_settings().database_url, connect_timeout=10)
 
 
 def _time(text: str) -> datetime:
@@ -33,7 +28,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from transit.db.dead_letters import Query, search
 
     q = Query(args.device, args.reason, args.since, args.until, None, args.before, args.limit)
-    with _conn() as conn:
+    with connect() as conn:
         page = search(conn, q)
     if args.json:
         sys.stdout.write(json.dumps(page, indent=2) + "\n")
@@ -52,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from transit.db.dead_letters import get
 
-    with _conn() as conn:
+    with connect() as conn:
         d = get(conn, args.id)
     if d is None:
         sys.stderr.write(f"transit dead-letters show: no dead letter {args.id}\n")
@@ -72,12 +67,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from transit.cli import _cli_actor
+    from transit import bootstrap
     from transit.dead_letters.replay import NotReplayable, replay
 
-    with _conn() as conn:
+    with connect() as conn:
         try:
-            outcome = replay(conn, args.id, _cli_actor(), datetime.now(UTC))
+            outcome = replay(
+                conn, args.id, actor(), datetime.now(UTC), bootstrap.pipeline(get_settings())
+            )
         except (LookupError, NotReplayable) as exc:
             sys.stderr.write(f"transit dead-letters replay: {exc}\n")
             return 1

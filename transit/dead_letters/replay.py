@@ -18,15 +18,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
 
 from transit import audit
+from transit.bootstrap import country_borders
 from transit.db import dead_letters, devices, store, telemetry
-from transit.geofence import borders
 from transit.ingest import transaction
 from transit.ingest.pipeline import Decoded, Pipeline, RawMessage
 from transit.ingest.storage import load_pipeline
@@ -64,14 +63,7 @@ class Replay:
         }
 
 
-@lru_cache(maxsize=1)
-def _country_borders() -> borders.Borders | None:
-    """The country borders, read once per process (as a worker does)."""
-    path = borders.default_path()
-    return borders.load(path) if path.exists() else None
-
-
-def replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
+def replay(conn: Conn, letter_id: int, actor: str, now: datetime, rules: Pipeline) -> Replay:
     """Run dead letter ``letter_id`` through ingest as of ``now``; record and audit it.
 
     Raises LookupError when there is no such letter, NotReplayable when it kept no
@@ -80,19 +72,19 @@ def replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
     factory = conn.row_factory
     conn.row_factory = tuple_row
     try:
-        return _replay(conn, letter_id, actor, now)
+        return _replay(conn, letter_id, actor, now, rules)
     finally:
         conn.row_factory = factory
 
 
-def _replay(conn: Conn, letter_id: int, actor: str, now: datetime) -> Replay:
+def _replay(conn: Conn, letter_id: int, actor: str, now: datetime, rules: Pipeline) -> Replay:
     letter = dead_letters.take(conn, letter_id)
     if letter is None:
         raise LookupError(f"no dead letter {letter_id}")
     if letter["topic"] is None:
         raise NotReplayable(f"dead letter {letter_id} kept no MQTT topic")
-    pipeline = Pipeline()
-    load_pipeline(conn, pipeline, _country_borders())
+    pipeline = rules
+    load_pipeline(conn, pipeline, country_borders())
     message = RawMessage(letter["topic"], bytes(letter["raw"]), letter["sig"])
     # Refused again: the kept row takes the new reason instead of a second row.
     refused = [d for d in pipeline.decode([message], now) if not isinstance(d, Decoded)]

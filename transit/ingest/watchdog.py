@@ -22,7 +22,6 @@ import psycopg
 
 from transit import retention
 from transit.config import Settings
-from transit.db import alerts as alert_rows
 from transit.db import server
 from transit.ingest import transaction
 from transit.ingest.membership import Membership
@@ -46,7 +45,7 @@ class Watchdog:
         db: Callable[[], Conn],
         refresh: Callable[[Conn], None],
         lost: Callable[[], None],
-        publish: Callable[[list[dict[str, Any] | None]], None],
+        raised: Callable[[int], None],
         count: Callable[[transaction.Written], None],
     ) -> None:
         self.settings = settings
@@ -55,7 +54,7 @@ class Watchdog:
         self._db = db  # the worker's connection
         self._refresh = refresh  # brings the pipeline's transits up to the database
         self._lost = lost  # the worker's connection broke
-        self._publish = publish
+        self._raised = raised  # counts the alerts raised (the live feed reads the table)
         self._count = count  # into the worker's counters
         self._last_tick = time.monotonic()
         self._last_sweep = time.monotonic()
@@ -85,12 +84,11 @@ class Watchdog:
             under_way = list(self.pipeline.transits.values())
             me = self.membership.client_id
             written = transaction.watchdog(conn, self.pipeline, now, me, under_way)
-            alerts = [alert_rows.as_published(conn, i) for i in written.alert_ids]
             conn.commit()
         except psycopg.OperationalError:
             self._lost()  # nothing was written: the next tick finds it all again
             return
-        self._publish(alerts)
+        self._raised(len(written.alert_ids))
 
     def sweep(self) -> None:
         """Evaluate messages held beyond a gap whose message is known lost (a truck must
@@ -100,13 +98,12 @@ class Watchdog:
             conn = self._db()
             now = server.now(conn)
             written = transaction.sweep(conn, self.pipeline, now, self.membership.client_id)
-            alerts = [alert_rows.as_published(conn, i) for i in written.alert_ids]
             conn.commit()
         except psycopg.OperationalError:
             self._lost()
             return
         self._count(written)
-        self._publish(alerts)
+        self._raised(len(written.alert_ids))
 
     def _retention_due(self) -> bool:
         last = self._last_retention

@@ -16,7 +16,6 @@ that holds the watchdog lease.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -30,11 +29,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from transit.broker import ALERT_TOPIC
 from transit.config import Settings
-from transit.db import alerts as alert_rows
 from transit.db import devices, rule_state, store, workers
-from transit.geofence import borders
+from transit.geofence.borders import Borders
 from transit.ingest import session, transaction
 from transit.ingest.membership import Membership
 from transit.ingest.pipeline import Pipeline
@@ -43,8 +40,7 @@ from transit.ingest.stats import Stats
 from transit.ingest.storage import load_pipeline
 from transit.ingest.types import DeadLetter
 from transit.ingest.watchdog import Watchdog
-from transit.mqtt import connect_properties, make_client
-from transit.rules.filters import FixFilters
+from transit.mqtt import connect_properties
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +70,19 @@ class WorkerConfig:
 class IngestWorker:
     """One ingest process: MQTT in, TimescaleDB out, acknowledgements after commit."""
 
-    def __init__(self, settings: Settings, config: WorkerConfig | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: WorkerConfig,
+        *,
+        client: mqtt.Client,
+        pipeline: Pipeline,
+        borders: Borders | None,
+    ) -> None:
+        """Built by :func:`transit.bootstrap.ingest_worker`, which wires the real
+        client, the pipeline with the settings' filter bounds and the border file."""
         self.settings = settings
-        self.config = config or WorkerConfig()
+        self.config = config
         self.stats = Stats()
         self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
         self._started = datetime.now(UTC)
@@ -87,21 +93,11 @@ class IngestWorker:
         self._stop = threading.Event()  # leave the group
         self._halt = threading.Event()  # give up now (asked twice): the session stays
         self._conn: psycopg.Connection[Any] | None = None
-        self.pipeline = Pipeline()
-        self.pipeline.filters = FixFilters(
-            settings.filter_future_s, settings.filter_stale_s, settings.filter_max_hdop
-        )
+        self.pipeline = pipeline
         self._geo_signature = ""
-        path = borders.default_path()
-        self._borders = borders.load(path) if path.exists() else None
+        self._borders = borders
         self._last_refresh = 0.0
-        self.client = make_client(
-            settings,
-            settings.mqtt_ingest_user,
-            settings.mqtt_ingest_password,
-            client_id=self.config.client_id,
-            manual_ack=True,
-        )
+        self.client = client
         self.membership = Membership(
             settings,
             self.config.group,
@@ -118,7 +114,7 @@ class IngestWorker:
             self._db,
             self._refresh,
             self._lost,
-            self._publish_alerts,
+            self._raised,
             self.stats.note,
         )
         self.link = Link(self.client, own=True)
@@ -214,9 +210,8 @@ class IngestWorker:
                 self._refresh(conn)
                 raws, now, me = [it[2] for it in batch], datetime.now(UTC), self.config.client_id
                 written = transaction.ingest(conn, self.pipeline, raws, now, me)
-                result, rows, alert_ids = written.result, written.rows, written.alert_ids
+                result, rows = written.result, written.rows
                 t0 = time.monotonic()
-                alerts = [alert_rows.as_published(conn, i) for i in alert_ids]
                 self._save_stats(conn)
                 conn.commit()
                 written.timings["commit"] = (time.monotonic() - t0) * 1000
@@ -237,7 +232,7 @@ class IngestWorker:
         lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
         self.stats.ack_lag_ms.observe(lag)
         self.stats.last_ack_lag_ms = lag
-        self._publish_alerts(alerts)
+        self._raised(len(written.alert_ids))
 
     def _save_stats(self, conn: psycopg.Connection[Any]) -> None:
         """Store the counters (at most once a second) in the batch's own transaction."""
@@ -253,12 +248,10 @@ class IngestWorker:
         if self._drained is not None:
             rule_state.note_drained(conn, self.config.client_id, now - self._drained)
 
-    def _publish_alerts(self, alerts: list[dict[str, Any] | None]) -> None:
-        """Tell live consumers of the alerts just committed."""
-        self.stats.alerts_raised += len(alerts)
-        for a in alerts:
-            if a is not None:
-                self.client.publish(ALERT_TOPIC, json.dumps(a), qos=1)
+    def _raised(self, n: int) -> None:
+        """Count alerts just committed. Nothing is published: the live feed and the
+        webhooks read the alerts table, which is the one record."""
+        self.stats.alerts_raised += n
 
     def _idle(self) -> None:
         """With nothing to do, still say so: /health/ingest tells idle from dead."""

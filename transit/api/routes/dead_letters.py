@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from transit.api.deps import Db
+from transit.api.deps import Db, Rules
 from transit.api.security import Caller
 from transit.db import dead_letters as letters
 from transit.dead_letters.replay import NotReplayable, replay
@@ -74,13 +74,13 @@ def get_dead_letter(db: Db, who: Caller, letter_id: LetterId) -> dict[str, Any]:
 
 
 @router.post("/dead-letters/{letter_id}/replay")
-def replay_dead_letter(db: Db, who: Caller, letter_id: LetterId) -> dict[str, Any]:
+def replay_dead_letter(db: Db, who: Caller, letter_id: LetterId, pipeline: Rules) -> dict[str, Any]:
     """Run the kept message through ingest again (once its cause is fixed). ``accepted``
     with the telemetry rows written (0 when stored already: a replay never stores
     twice), or ``refused`` with the reason; the letter records it and the audit log
     has it."""
     try:
-        outcome = replay(db, letter_id, who.actor, datetime.now(UTC))
+        outcome = replay(db, letter_id, who.actor, datetime.now(UTC), pipeline)
     except LookupError:
         db.rollback()
         raise HTTPException(404, detail=f"no dead letter {letter_id}") from None

@@ -1,10 +1,11 @@
-"""The benchmarks' own broker and database, and what drives them: sessions opened before
+"""A broker and a database of one's own, and what drives them: sessions opened before
 publishing, messages published at QoS 1, a session drained by a subscriber that only
 counts, ingest worker processes started and stopped.
 
 A second Mosquitto (same binary, password file and ACL as the project's, its own port
-and persistence) and the ``transit_bench`` database, so that a benchmark never
-touches the shared stack's data, and nothing else consumes its messages.
+and persistence) and the ``transit_bench`` database, so that a benchmark, or a test
+that kills brokers and workers, never touches the shared stack's data, and nothing
+else consumes its messages. The benchmarks and the tests both take it from here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from transit.config import Settings
+from transit.db import workers
 from transit.mqtt import connect_properties, make_client
 
 DEVICE_TOPICS = "transit/v1/devices/+/+"
@@ -229,4 +231,4 @@ def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) ->
 def worker_stats(settings: Settings) -> list[dict[str, Any]]:
     """Every worker's counters, as it last stored them."""
     with psycopg.connect(settings.database_url) as conn:
-        return [r[0] for r in conn.execute("SELECT stats FROM ingest_workers ORDER BY worker_id")]
+        return [stats for _, _, stats in workers.all_stats(conn)]

@@ -1,13 +1,12 @@
 """Fuzz the e-seal frame decoder: random bytes and mutated valid frames, no exception.
 
-``python -m bench.fuzz_eseal [--count N] [--seed S]`` prints how many inputs were
+``transit bench fuzz-eseal [--count N] [--seed S]`` prints how many inputs were
 fed, how many frames and bad frames came out, and how many exceptions escaped (must
 be 0). Deterministic for a seed.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from dataclasses import dataclass
@@ -93,19 +92,13 @@ def fuzz(count: int, seed: int = 0) -> FuzzResult:
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--count", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+def report(count: int, seed: int) -> FuzzResult:
+    """``transit bench fuzz-eseal``: fuzz, and print what was found."""
     t0 = time.perf_counter()
-    r = fuzz(args.count, args.seed)
+    r = fuzz(count, seed)
     print(
         f"inputs: {r.inputs}  frames: {r.frames}  bad frames: {r.bad_frames}"
         f"  exceptions: {r.exceptions}  seconds: {time.perf_counter() - t0:.1f}"
         + (f"  first: {r.first_exception}" if r.exceptions else "")
     )
-
-
-if __name__ == "__main__":
-    main()
+    return r

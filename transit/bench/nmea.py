@@ -3,13 +3,12 @@
 A gpsd TPV report with a time and a position counts as matched when the decoder
 yields a fix from the same capture within one second of the same time of day and
 within 2e-6 degrees in latitude and longitude. Run:
-``python -m bench.nmea_gpsd [DIR]`` (default ../shared/data/gpsd-nmea).
+``transit bench nmea [DIR]`` (default ../shared/data/gpsd-nmea).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from transit.devices.nmea import NmeaDecoder
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gpsd-nmea"
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "gpsd-nmea"
 TOL_S, TOL_DEG = 1.0, 2e-6
 
 
@@ -86,8 +85,8 @@ def run(directory: Path = DEFAULT_DIR) -> Result:
     return result
 
 
-def main() -> None:
-    directory = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
+def report(directory: Path = DEFAULT_DIR) -> Result:
+    """``transit bench nmea [DIR]``: print the comparison, file by file where it falls short."""
     r = run(directory)
     for name, (m, t) in r.per_file.items():
         if m < t:
@@ -96,7 +95,4 @@ def main() -> None:
         f"captures: {len(r.per_file)}  gpsd TPV fixes: {r.total}  matched: {r.matched}"
         f"  ratio: {r.ratio:.4f}  (goal >= 0.98)"
     )
-
-
-if __name__ == "__main__":
-    main()
+    return r

@@ -1,0 +1,247 @@
+"""The system's own commands: schema, broker, devices, doctor, ingest, API, geography, notifier."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from transit.cli.common import connect
+from transit.config import get_settings
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from transit.db.migrate import current_level, migrate
+
+    with connect() as conn:
+        applied = migrate(conn)
+        level = current_level(conn)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
+    print(f"migrations applied: {names}; level {level}")
+    return 0
+
+
+def cmd_broker_sync(args: argparse.Namespace) -> int:
+    from transit.provision import sync_broker
+
+    with connect() as conn:
+        n = sync_broker(conn, get_settings(), reload=not args.no_reload)
+    print(f"broker: password file and ACL written for {n} devices and the backend users")
+    return 0
+
+
+def cmd_devices_register(args: argparse.Namespace) -> int:
+    import secrets
+
+    from transit.broker import device_password
+    from transit.db.devices import register as register_device
+    from transit.devices.payload import split_topic
+    from transit.provision import sync_broker
+
+    split_topic(f"transit/v1/devices/{args.device_id}/telemetry")  # refuses a bad id
+    key = secrets.token_bytes(32) if args.with_key else None
+    settings = get_settings()
+    with connect() as conn:
+        register_device(conn, args.device_id, args.kind, key)
+        conn.commit()
+        sync_broker(conn, settings)
+    print(f"device {args.device_id} registered ({args.kind})")
+    print(f"mqtt username: {args.device_id}")
+    print(f"mqtt password: {device_password(settings.device_secret, args.device_id)}")
+    if key is not None:
+        print(f"hmac key (shown once): {key.hex()}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from transit.doctor import doctor, storage_lines
+
+    report = doctor(get_settings())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        db, mq = report["database"], report["broker"]
+        ts = db.get("timescaledb", {})
+        print(f"database:    {'ok' if db['ok'] else 'FAIL'} {db.get('error', '')}")
+        print(f"timescaledb: {ts.get('version')} ({ts.get('edition')})")
+        print(f"hypertables: {', '.join(db.get('hypertables', [])) or 'none'}")
+        print(f"migrations:  {db.get('migrations')}")
+        print("\n".join(storage_lines(db)))
+        print(
+            f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}"
+        )
+    return 0 if report["ok"] else 1
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from transit import bootstrap
+    from transit.ingest.worker import WorkerConfig
+
+    if args.workers > 1:
+        from transit.ingest.supervisor import supervise
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        extra = [
+            "--batch-size",
+            str(args.batch_size),
+            "--max-age-ms",
+            str(args.max_age_ms),
+            "--group",
+            args.group,
+        ]
+        supervise(args.workers, extra, stop, args.client_id or "transit-ingest")
+        return 0
+    worker = bootstrap.ingest_worker(
+        get_settings(),
+        WorkerConfig(
+            batch_size=args.batch_size,
+            max_age_ms=args.max_age_ms,
+            client_id=args.client_id or "transit-ingest-0",
+            group=args.group,
+        ),
+    )
+    worker.install_signal_handlers()
+    return worker.run()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from transit import bootstrap
+
+    s = get_settings()
+    tls: dict[str, Any] = {}
+    if s.api_tls_cert and s.api_tls_key:
+        tls = {"ssl_certfile": str(s.api_tls_cert), "ssl_keyfile": str(s.api_tls_key)}
+    uvicorn.run(
+        bootstrap.api(s),
+        host=args.host or s.api_host,
+        port=args.port or s.api_port,
+        log_level="warning",
+        **tls,
+    )
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from transit import bootstrap
+
+    print(json.dumps(bootstrap.api().openapi(), indent=2))
+    return 0
+
+
+def cmd_geo_import(args: argparse.Namespace) -> int:
+    from transit.provision import import_geojson
+
+    doc = json.loads(Path(args.file).read_text())
+    with connect() as conn:
+        nc, no = import_geojson(conn, doc)
+    print(f"imported {nc} corridors and {no} offices from {args.file}")
+    return 0
+
+
+def cmd_geo_export(args: argparse.Namespace) -> int:
+    from transit.db import corridors, offices
+
+    with connect() as conn:
+        features = [c.to_feature() for c in corridors.list_all(conn)]
+        features += [o.to_feature() for o in offices.list_all(conn)]
+    print(json.dumps({"type": "FeatureCollection", "features": features}, indent=1))
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    import threading
+
+    import httpx
+
+    from transit import webhooks
+
+    settings = get_settings()
+    if args.once:
+        with connect() as conn, httpx.Client(timeout=5.0) as client:
+            conn.autocommit = True
+            n = webhooks.deliver_due(conn, client, args.backoff)
+        sys.stdout.write(f"notices delivered: {n}\n")
+        return 0
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        webhooks.run(settings.database_url, stop, args.backoff)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add this module's commands to the ``transit`` parser."""
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+
+    br = sub.add_parser("broker", help="the MQTT broker's users and ACL")
+    brs = br.add_subparsers(dest="broker_cmd", required=True)
+    sync = brs.add_parser("sync", help="write the password file and ACL from the devices")
+    sync.add_argument("--no-reload", action="store_true", help="do not signal the broker")
+    sync.set_defaults(func=cmd_broker_sync)
+
+    dev = sub.add_parser("devices", help="trackers, seals and edge readers").add_subparsers(
+        dest="devices_cmd", required=True
+    )
+    reg = dev.add_parser("register", help="register a device (or rotate its key)")
+    reg.add_argument("device_id")
+    reg.add_argument("--kind", choices=["tracker", "seal", "edge"], default="tracker")
+    reg.add_argument(
+        "--with-key",
+        action="store_true",
+        help="give it a new HMAC key (printed once): its messages must be signed",
+    )
+    reg.set_defaults(func=cmd_devices_register)
+
+    doc = sub.add_parser("doctor", help="check the database, TimescaleDB and the broker")
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    doc.set_defaults(func=cmd_doctor)
+
+    ing = sub.add_parser("ingest", help="consume device messages into the database")
+    ing.add_argument(
+        "--workers", type=int, default=1, help="worker processes (restarted if they die)"
+    )
+    ing.add_argument("--batch-size", type=int, default=2000)
+    ing.add_argument("--max-age-ms", type=float, default=50.0)
+    ing.add_argument(
+        "--client-id",
+        help="the worker's slot, its MQTT client id (default transit-ingest-0); with"
+        " --workers N, the prefix of the N slots PREFIX-0 ... (default transit-ingest):"
+        " one per machine",
+    )
+    ing.add_argument("--group", default="ingest", help="shared-subscription group")
+    ing.set_defaults(func=cmd_ingest)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=cmd_api)
+
+    sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)
+
+    geo = sub.add_parser("geo", help="corridors and offices").add_subparsers(
+        dest="geo_cmd", required=True
+    )
+    gi = geo.add_parser("import", help="import corridors and offices from GeoJSON")
+    gi.add_argument("file")
+    gi.set_defaults(func=cmd_geo_import)
+    geo.add_parser("export", help="print corridors and offices as GeoJSON").set_defaults(
+        func=cmd_geo_export
+    )
+
+    nt = sub.add_parser("notify", help="deliver partner notices from the outbox")
+    nt.add_argument("--once", action="store_true", help="deliver what is due, then exit")
+    nt.add_argument("--backoff", type=float, default=5.0, help="first retry delay, seconds")
+    nt.set_defaults(func=cmd_notify)

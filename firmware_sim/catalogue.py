@@ -2,8 +2,8 @@
 clean transits, each a simulated truck on the bundled ACTS network.
 
 One catalogue for every test that measures detection: through one pipeline in event
-time (tests/test_detection.py) and through the broker and N ingest worker processes
-(tests/test_ingest_scaling.py). Pure and deterministic for its seed.
+time (tests/unit/test_detection.py) and through the broker and N ingest worker processes
+(tests/e2e/test_ingest_scaling.py). Pure and deterministic for its seed.
 """
 
 from __future__ import annotations

@@ -30,6 +30,20 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
+@pytest.fixture
+def tx(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """A connection inside a transaction that is rolled back after the test: what the
+    test writes is gone without deleting a row by hand. A repository's own
+    ``conn.transaction()`` becomes a savepoint within it; a ``commit()`` is refused.
+    For tests whose rows no other process must see (an API server or a worker does not
+    see uncommitted rows: those tests use ``db`` and clean up what they made)."""
+    with (
+        psycopg.connect(settings.database_url) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        yield conn
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,5 +13,5 @@ work over the repositories; ``migrate`` applies ``migrations/``.
 A repository takes the caller's connection and never commits: the caller (an HTTP
 request, a command, an ingest batch) owns the transaction. Rows come back as dicts
 whatever the connection's row factory (:mod:`transit.db.query`). Outside this package
-no module holds SQL, but for the exceptions ``tests/test_sql_in_repositories.py`` names.
+no module holds SQL, but for the exceptions ``tests/unit/test_sql_in_repositories.py`` names.
 """

@@ -14,7 +14,7 @@ their transit; an alert with no transit is seen only by those who see everything
 the live feed. The rule has two forms, side by side here: an SQL predicate
 (:meth:`Visibility.where`) for a query, and a Python test (:meth:`Visibility.sees`)
 for the live feed, which reads every truck once and fans out to each client.
-``tests/test_visibility.py`` checks that the two agree and that every reader uses them.
+``tests/integration/test_visibility.py`` checks that the two agree and that every reader uses them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ route, so its width is in true metres; the buffered polygon is then taken back t
 longitude/latitude and prepared, so that point checks run on raw GPS coordinates.
 Segments are straight in longitude/latitude (RFC 7946), densified before projecting.
 Over the 1,300 km Kuala Lumpur–Bangkok route the corridor's edge lies within 0.5 % of
-its half-width of where it should (tests/test_corridor.py measures it on every segment).
+its half-width of where it should (tests/unit/test_corridor.py measures it on every segment).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ interval every point of which lies within ``SAFE`` of the half-width of the rout
 ``sqrt(margin^2 + row height^2)`` from one of them) and inside one country. A fix in its
 row's interval is inside, with that row's country, for two gathers and two comparisons;
 any other fix gets the exact test. Rows where a border or coastline comes near the
-interval have no interval. ``tests/test_batch_rules.py`` checks the index against the
+interval have no interval. ``tests/unit/test_batch_rules.py`` checks the index against the
 exact test on every fix of a large batch.
 """
 

@@ -9,7 +9,7 @@ This is the rule's one implementation, over a whole batch: the fixes the rule ta
 are found in numpy, then cut into runs inside or outside, and each transit walks its
 runs (one run, for a truck on its corridor), finding by search the fix, if any, where
 a run has lasted long enough to open or clear the alert. ``tests/rules_oracle.py``
-feeds fixes one by one to the rule as its definition reads; ``tests/test_batch_rules.py``
+feeds fixes one by one to the rule as its definition reads; ``tests/unit/test_batch_rules.py``
 checks that both give the same alerts.
 """
 

@@ -3,15 +3,13 @@ permission table in the code; partners see only their transits and fields."""
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
+from tests.http import call
 from transit import keys
 from transit.api.app import create_app
 from transit.api.security import PERMISSIONS
@@ -21,19 +19,6 @@ from transit.model import make_mrn
 from transit.provision import import_geojson
 
 ROLES = ("admin", "officer", "control_room", "partner")
-
-
-def call(url: str, method: str = "GET", key: str | None = None, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["X-API-Key"] = key
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_openapi_prints_the_document_without_a_server() -> None:
 def test_geo_export_then_import_round_trips(tmp_path) -> None:
     from pathlib import Path
 
-    bundled = Path(__file__).resolve().parent.parent / "transit/geofence/data/acts.geojson"
+    bundled = Path(__file__).resolve().parents[2] / "transit/geofence/data/acts.geojson"
     assert _run("geo", "import", str(bundled)).returncode == 0
     out = _run("geo", "export")
     assert out.returncode == 0, out.stderr

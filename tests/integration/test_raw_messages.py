@@ -206,7 +206,7 @@ def test_transit_edge_on_mqtt311_signs_in_envelopes_that_ingest_stores(
     settings, db, ingest, tmp_path
 ) -> None:
     from firmware_sim.serial_fw import VirtualPort, nmea_epoch
-    from tests.test_edge import Edge
+    from tests.integration.test_edge import Edge
     from transit.provision import sync_broker
 
     dev = f"EDGEV{secrets.token_hex(4).upper()}"

@@ -9,7 +9,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent / "transit"
+ROOT = Path(__file__).resolve().parents[2] / "transit"
 REPOSITORIES = ROOT / "db"
 SQL = re.compile(
     r"\b(SELECT\s.+|INSERT\s+INTO|UPDATE\s+\w+\s+(\w+\s+)?SET|DELETE\s+FROM|CREATE\s+"

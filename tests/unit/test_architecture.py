@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent / "transit"
+ROOT = Path(__file__).resolve().parents[2] / "transit"
 PURE = [
     "model.py",
     "lifecycle.py",

@@ -15,7 +15,7 @@ from transit.ingest.worker import WorkerConfig
 from transit.mqtt import make_client
 from transit.rules.filters import FixFilters
 
-ROOT = Path(__file__).resolve().parent.parent / "transit"
+ROOT = Path(__file__).resolve().parents[2] / "transit"
 # Built only by the composition root: the calls below, anywhere else in transit/.
 ROOT_ONLY = {"IngestWorker", "create_app", "Pipeline", "load"}
 

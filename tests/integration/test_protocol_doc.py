@@ -7,7 +7,7 @@ from pathlib import Path
 from transit.devices import payload as wire
 from transit.devices.eseal import SealFrame, SealFrameDecoder
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 
 
 def test_hex_frame_examples_decode() -> None:

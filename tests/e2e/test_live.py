@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import websockets
 
-from tests.test_browser import stack  # noqa: F401  (the running stack, shared)
+from tests.e2e.test_browser import stack  # noqa: F401  (the running stack, shared)
 
 
 async def _collect(url: str, seconds: float, view=None) -> list[dict]:

@@ -29,21 +29,20 @@ def test_time_bucket_and_drop_chunks_work_under_this_edition(db) -> None:
     db.rollback()
 
 
-def test_redelivered_batch_writes_no_duplicate(db) -> None:
+def test_redelivered_batch_writes_no_duplicate(tx) -> None:
     t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     fixes = [
-        Fix(device_id="TEST-DUP", seq=1, idx=i, time=t, lat=1.0 + i, lon=2.0) for i in range(3)
+        Fix(device_id="TEST-DUP-TX", seq=1, idx=i, time=t, lat=1.0 + i, lon=2.0) for i in range(3)
     ]
-    store.prepare_session(db)
-    db.execute("DELETE FROM fixes WHERE device_id = 'TEST-DUP'")
-    db.commit()
-    first, _ = store.write_batch(db, fixes, [], [], [])
-    second, _ = store.write_batch(db, fixes, [], [], [])
-    n = db.execute("SELECT count(*) FROM fixes WHERE device_id = 'TEST-DUP'").fetchone()[0]
+    store.create_staging(tx)
+    first, _ = store.write_batch(tx, fixes, [], [], [])
+    second, _ = store.write_batch(tx, fixes, [], [], [])
+    n = tx.execute("SELECT count(*) FROM fixes WHERE device_id = 'TEST-DUP-TX'").fetchone()[0]
     assert (first, second, n) == (3, 0, 3)
 
 
-def _transit_on(db, close_transits, corridor: str, serial: str, details=None) -> str:
+def _transit_on(db, corridor: str, serial: str, details=None) -> str:
+    """A transit under way, in the test's transaction (rolled back after it)."""
     from transit.geofence.corridor import acts_network
     from transit.model import make_mrn
     from transit.provision import import_geojson
@@ -64,14 +63,12 @@ def _transit_on(db, close_transits, corridor: str, serial: str, details=None) ->
         details=details,
     )
     transits.finish_other_transits(db, "TEST-TRK-DB", mrn)
-    db.commit()
-    close_transits.append(mrn)
     return mrn
 
 
-def test_later_evidence_is_attached_to_the_open_alert(db, close_transits) -> None:
-    mrn = _transit_on(db, close_transits, "MY-TH-BKK", "DBEVIDENCE01")
-    db.execute("DELETE FROM alerts WHERE mrn = %s", (mrn,))
+def test_later_evidence_is_attached_to_the_open_alert(tx) -> None:
+    db = tx
+    mrn = _transit_on(db, "MY-TH-BKK", "DBEVIDENCETX")
     t = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
     def ev(action: str, minute: int, counter: int) -> AlertEvent:
@@ -88,7 +85,7 @@ def test_later_evidence_is_attached_to_the_open_alert(db, close_transits) -> Non
             details={"counter": counter},
         )
 
-    store.prepare_session(db)
+    store.create_staging(db)
     _, first = store.write_batch(db, [], [], [], [ev("open", 0, 1)])
     _, again = store.write_batch(db, [], [], [], [ev("open", 1, 2), ev("evidence", 2, 3)])
     rows = db.execute(
@@ -109,21 +106,14 @@ def test_later_evidence_is_attached_to_the_open_alert(db, close_transits) -> Non
     assert rows == [(True, 2), (False, None)]
 
 
-def test_thresholds_come_from_the_corridor_and_the_transit_over_it(db, close_transits) -> None:
-    mrn = _transit_on(
-        db, close_transits, "MY-TH-BKK", "DBTHRESHOLD1", {"thresholds": {"stop_limit_s": 300}}
-    )
-    db.execute(
+def test_thresholds_come_from_the_corridor_and_the_transit_over_it(tx) -> None:
+    mrn = _transit_on(tx, "MY-TH-BKK", "DBTHRESHLDTX", {"thresholds": {"stop_limit_s": 300}})
+    tx.execute(
         "UPDATE corridors SET properties = properties || %s::jsonb WHERE id = 'MY-TH-BKK'",
         ('{"thresholds": {"stop_limit_s": 600, "low_battery_pct": 20}}',),
     )
-    try:
-        active = {t.mrn: t for t in transits.under_way(db).values()}
-        assert active[mrn].thresholds == {"stop_limit_s": 300, "low_battery_pct": 20}
-    finally:
-        db.rollback()
-        db.execute("UPDATE corridors SET properties = properties - 'thresholds'")
-        db.commit()
+    active = {t.mrn: t for t in transits.under_way(tx).values()}
+    assert active[mrn].thresholds == {"stop_limit_s": 300, "low_battery_pct": 20}
     from transit.ingest.pipeline import rules_config
 
     th = rules_config({"stop_limit_s": 300, "route_debounce_s": 90})

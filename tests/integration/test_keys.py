@@ -8,8 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,22 +16,10 @@ import pytest
 import websockets
 
 from tests.conftest import ROOT, _api_server
+from tests.http import call
 from transit import keys
 
 CLOSE_BOUND_S = 10.0  # the feed re-reads keys every second; generous for a loaded host
-
-
-def call(url: str, method: str = "GET", key: str | None = None, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["X-API-Key"] = key
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from firmware_sim.scenario import fleet_plan
 from transit.config import Settings
 from transit.geofence.corridor import acts_network, load_geojson
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DB = "transit_democheck_test"
 OK = re.compile(
     r"demo check: ok in [\d.]+ s: (\d+) declared, (\d+) released, (\d+) fixes stored,"

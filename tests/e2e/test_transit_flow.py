@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 
-from tests.test_api_security import call
+from tests.http import call
 from transit import keys
 from transit.db import store
 from transit.devices import payload as wire

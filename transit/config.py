@@ -59,21 +59,34 @@ class Settings(BaseSettings):
         description="Drop telemetry older than this many days (never an open transit's);"
         " unset: keep everything.",
     )
+    rendezvous_m: float = Field(
+        default=50.0, gt=0, description="two trucks stopped this close are together (m)"
+    )
+    rendezvous_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="together this long outside any office or parking: a rendezvous alert (s)",
+    )
+
+    @property
+    def mqtt_urls(self) -> list[str]:
+        """The broker's URLs: ``mqtt_url`` may list a cluster's nodes, comma-separated."""
+        return [u.strip() for u in self.mqtt_url.split(",") if u.strip()]
 
     @property
     def mqtt_host(self) -> str:
-        """Host part of the broker URL."""
-        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+        """Host part of the (first) broker URL."""
+        return urlsplit(self.mqtt_urls[0]).hostname or "127.0.0.1"
 
     @property
     def mqtt_port(self) -> int:
-        """Port part of the broker URL (1883, or 8883 for mqtts, when absent)."""
-        return urlsplit(self.mqtt_url).port or (8883 if self.mqtt_tls else 1883)
+        """Port part of the (first) broker URL (1883, or 8883 for mqtts, when absent)."""
+        return urlsplit(self.mqtt_urls[0]).port or (8883 if self.mqtt_tls else 1883)
 
     @property
     def mqtt_tls(self) -> bool:
         """Whether the broker is reached over TLS (an ``mqtts://`` URL)."""
-        return urlsplit(self.mqtt_url).scheme == "mqtts"
+        return urlsplit(self.mqtt_urls[0]).scheme == "mqtts"
 
 
 @lru_cache(maxsize=1)

@@ -68,6 +68,7 @@ class AlertType(StrEnum):
     LOW_BATTERY = "low_battery"
     WRONG_OFFICE = "wrong_office"
     UNEXPECTED_COUNTRY = "unexpected_country"
+    RENDEZVOUS = "rendezvous"  # stopped beside another truck: transshipment (incident 3)
 
 
 class Severity(StrEnum):

@@ -87,6 +87,15 @@ def cmd_bench_fuzz_eseal(args: argparse.Namespace) -> int:
     return 0 if report(args.count, args.seed).exceptions == 0 else 1
 
 
+def cmd_bench_rendezvous(args: argparse.Namespace) -> int:
+    from transit.bench.rendezvous import report, run_sizes
+
+    sizes = tuple(int(n) for n in args.trucks.split(","))
+    results = run_sizes(sizes, stopped_share=args.stopped_share)
+    print(json.dumps(results, indent=2) if args.json else report(results))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_check, run_demo
 
@@ -135,6 +144,13 @@ def add_commands(sub: Any) -> None:
     bf.add_argument("--count", type=int, default=1_000_000)
     bf.add_argument("--seed", type=int, default=0)
     bf.set_defaults(func=cmd_bench_fuzz_eseal)
+    br = bench.add_parser(
+        "rendezvous", help="trucks stopped together: the grid and STRtree joins against all pairs"
+    )
+    br.add_argument("--json", action="store_true", help="print one JSON object")
+    br.add_argument("--trucks", default="1000,10000,50000", help="fleet sizes, comma-separated")
+    br.add_argument("--stopped-share", type=float, default=0.3, help="share of trucks stopped")
+    br.set_defaults(func=cmd_bench_rendezvous)
 
     demo = sub.add_parser(
         "demo",

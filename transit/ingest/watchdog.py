@@ -22,8 +22,9 @@ import psycopg
 
 from transit import retention
 from transit.config import Settings
-from transit.db import server
+from transit.db import server, store
 from transit.ingest import transaction
+from transit.ingest.meetings import Meetings
 from transit.ingest.membership import Membership
 from transit.ingest.pipeline import Pipeline
 
@@ -54,6 +55,7 @@ class Watchdog:
         self._db = db  # the worker's connection
         self._refresh = refresh  # brings the pipeline's transits up to the database
         self._lost = lost  # the worker's connection broke
+        self.meetings = Meetings(settings)  # the rendezvous rule, while holding the lease
         self._raised = raised  # counts the alerts raised (the live feed reads the table)
         self._count = count  # into the worker's counters
         self._last_tick = time.monotonic()
@@ -68,27 +70,33 @@ class Watchdog:
             self._last_tick = time.monotonic()
             if self.membership.watchdog:
                 self.tick()
+            else:
+                self.meetings.forget()
         if self.membership.watchdog and self._retention_due():
             self.retention()
 
     def tick(self) -> None:
-        """Silence and overdue over every transit under way."""
+        """Silence and overdue over every transit under way; then trucks met."""
         try:
             conn = self._db()
             self._refresh(conn)
             now = server.now(conn)
             if not self.membership.holds_watchdog(conn):  # in the writing transaction
                 conn.rollback()
+                self.meetings.forget()
                 return
             # On the transits' stored rule state, those no batch holds now.
             under_way = list(self.pipeline.transits.values())
             me = self.membership.client_id
             written = transaction.watchdog(conn, self.pipeline, now, me, under_way)
+            met = self.meetings.run(conn, self.pipeline, now)
+            _, met_ids = store.write_batch(conn, [], [], [], met) if met else (0, [])
             conn.commit()
         except psycopg.OperationalError:
             self._lost()  # nothing was written: the next tick finds it all again
+            self.meetings.forget()
             return
-        self._raised(len(written.alert_ids))
+        self._raised(len(written.alert_ids) + len(met_ids))
 
     def sweep(self) -> None:
         """Evaluate messages held beyond a gap whose message is known lost (a truck must

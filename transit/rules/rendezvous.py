@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
+from transit.model import AlertEvent, AlertType, Severity
 from transit.rules.movement import Thresholds
 from transit.rules.pairs import JOINS, ground_m
 
@@ -278,3 +279,40 @@ class RendezvousDetector:
             (a, b): _Episode(since=float(s), last=float(last), reported=bool(r))
             for a, b, s, last, r in data["episodes"]
         }
+
+
+def alert_events(found: Found) -> list[AlertEvent]:
+    """The alerts of a window: each rendezvous reached opens one on each transit of the
+    pair, naming the other truck; one that ended adds its whole duration as evidence
+    and clears it (the officer still resolves it). A truck without a transit raises
+    nothing of its own but is named in the other's."""
+    events: list[AlertEvent] = []
+    for actions, reached in ((("open",), found.opened), (("evidence", "clear"), found.ended)):
+        for r in reached:
+            for me in r.trucks:
+                if me.mrn is not None:
+                    events += [_event(action, r, me) for action in actions]
+    return events
+
+
+def _event(action: str, r: Rendezvous, me: Truck) -> AlertEvent:
+    other = r.other(me.device_id)
+    return AlertEvent(
+        mrn=me.mrn or "",
+        device_id=me.device_id,
+        type=AlertType.RENDEZVOUS,
+        severity=Severity.HIGH,
+        action=action,
+        time=r.start + timedelta(seconds=r.duration_s),
+        lat=r.lat,
+        lon=r.lon,
+        key=f"{other.device_id}@{r.start.isoformat()}",
+        details={
+            "other_device": other.device_id,
+            "other_mrn": other.mrn,
+            "start": r.start.isoformat(),
+            "duration_s": round(r.duration_s),
+            "distance_m": round(r.distance_m, 1),
+            "incident_code": 3,  # NCTS: transshipment
+        },
+    )

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from shapely.geometry import shape
 
-from tests.http import call
 from tests.e2e.test_transit_flow import new_declaration
+from tests.http import call
 from transit.api.app import create_app
 from transit.geofence.corridor import Office, acts_network, load_geojson
 from transit.geofence.itinerary import DeclaredOffice, check_itinerary, office_gaps_m

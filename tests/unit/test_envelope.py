@@ -109,7 +109,8 @@ def test_a_malformed_envelope_is_refused_as_bad_envelope(fields: dict, detail: s
 def test_a_replayed_envelope_is_the_same_message_with_the_same_seq() -> None:
     env = wire.envelope(KEY, TOPIC, BODY)
     out = _pipeline().process([RawMessage(TOPIC, env), RawMessage(TOPIC, env)])
-    # Both accepted here; the store writes (device, seq) once (tests/integration/test_raw_messages.py).
+    # Both accepted here; the store writes (device, seq) once
+    # (tests/integration/test_raw_messages.py).
     assert {(m.device_id, m.seq) for m in out.messages} == {("SIGNED1", 7)}
 
 

@@ -15,7 +15,7 @@ from firmware_sim.truck import Truck
 from transit.broker import device_password
 from transit.config import Settings
 from transit.devices import payload as wire
-from transit.mqtt import make_client, signed
+from transit.mqtt import Failover, broker_addresses, make_client, signed
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,17 @@ class Fleet:
         self.mqtt_version = mqtt_version
         self.keys = keys or {}
         self.clients: dict[str, mqtt.Client] = {}
+        self.failovers: dict[str, Failover] = {}
         self.published = 0
         self._pending: list[mqtt.MQTTMessageInfo] = []
         self.transport = FlakyTransport()
 
     def connect(self) -> None:
-        """Log every device in, with a retained ``online`` status and an ``offline`` will."""
-        for truck in self.trucks:
+        """Log every device in, with a retained ``online`` status and an ``offline`` will.
+        With several broker URLs (a cluster's nodes), the trucks start spread over them
+        and each moves to the next when its node is lost."""
+        addresses = broker_addresses(self.settings)
+        for i, truck in enumerate(self.trucks):
             c = make_client(
                 self.settings,
                 truck.device_id,
@@ -85,11 +89,10 @@ class Fleet:
             )
             will = wire.encode(wire.StatusV1(v=1, state="offline"))
             c.will_set(wire.topic_for(truck.device_id, "status"), will, qos=1, retain=True)
-            connected = threading.Event()
-            c.on_connect = lambda cl, ud, fl, rc, pr, ev=connected: ev.set()
-            c.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=60)
-            c.loop_start()
-            if not connected.wait(10):
+            failover = Failover(c, addresses, first=i)
+            failover.start(keepalive=60)
+            self.failovers[truck.device_id] = failover
+            if not failover.connected.wait(10):
                 raise RuntimeError(f"device {truck.device_id} could not connect to the broker")
             online = wire.StatusV1(v=1, state="online", fw="sim-1.0", t=datetime.now(UTC))
             c.publish(wire.topic_for(truck.device_id, "status"), wire.encode(online), 1, True)
@@ -174,6 +177,6 @@ class Fleet:
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 with contextlib.suppress(RuntimeError):
                     info.wait_for_publish(5)
-            c.disconnect()
-            c.loop_stop()
+            self.failovers[device_id].stop()
         self.clients.clear()
+        self.failovers.clear()

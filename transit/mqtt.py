@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -64,3 +67,88 @@ def signed(key: bytes | None, topic: str, body: bytes, version: str) -> tuple[by
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.UserProperty = ("sig", wire.sign(key, topic, body))
     return body, props
+
+
+def broker_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """The (host, port) of each broker URL in ``settings.mqtt_url`` (a cluster's nodes)."""
+    out = []
+    for url in settings.mqtt_urls:
+        parts = urlsplit(url)
+        out.append(
+            (parts.hostname or "127.0.0.1", parts.port or (8883 if settings.mqtt_tls else 1883))
+        )
+    return out
+
+
+class Failover:
+    """Moves a paho client to the next broker of a list whenever its connection is lost
+    or a connection attempt fails, round the list; paho then resends the QoS 1 messages
+    not yet acknowledged, to the new node. ``outages`` records how long each loss
+    lasted until the next CONNACK (seconds).
+
+    Args:
+        client: a client from :func:`make_client`, not yet connected.
+        addresses: the brokers, (host, port); the client starts on ``addresses[first]``.
+    """
+
+    def __init__(
+        self, client: mqtt.Client, addresses: list[tuple[str, int]], first: int = 0
+    ) -> None:
+        if not addresses:
+            raise ValueError("no broker address")
+        self.client = client
+        self.addresses = addresses
+        self.index = first % len(addresses)
+        self.connected = threading.Event()
+        self.outages: list[float] = []
+        self._lost_at: float | None = None
+        self._closing = False
+        self._keepalive = 60
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The broker the client is on, or trying."""
+        return self.addresses[self.index]
+
+    def start(self, keepalive: int = 60) -> None:
+        """Connect (in paho's network thread) to the first broker."""
+        self._keepalive = keepalive
+        host, port = self.address
+        self.client.connect_async(host, port, keepalive=keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect for good (no failover) and stop the network thread."""
+        self._closing = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _next(self) -> None:
+        self.index = (self.index + 1) % len(self.addresses)
+        host, port = self.address
+        # Takes effect on paho's next reconnect attempt, from its own thread.
+        self.client.connect_async(host, port, keepalive=self._keepalive)
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            return
+        if self._lost_at is not None:
+            self.outages.append(time.monotonic() - self._lost_at)
+            self._lost_at = None
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
+        self.connected.clear()
+        if self._closing:
+            return
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+        self._next()
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        if not self._closing:
+            self._next()

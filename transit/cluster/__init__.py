@@ -1,0 +1,1 @@
+"""The clustered profile: a RabbitMQ cluster for devices and ingest (issue 14)."""

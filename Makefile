@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean
+.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean cluster-up cluster-down cluster-status test-cluster
 
 setup: system venv services geodata web
 
@@ -60,6 +60,20 @@ status:
 
 stop:
 	@bash scripts/services.sh stop
+
+# The clustered broker (docs/cluster.md): three RabbitMQ nodes on loopback.
+cluster-up: services
+	@bash scripts/cluster-broker.sh start
+
+cluster-down:
+	@bash scripts/cluster-broker.sh stop
+
+cluster-status:
+	@bash scripts/cluster-broker.sh status
+
+# Starts the cluster, kills a node under load, stops it (bounded: a few minutes).
+test-cluster: services
+	$(VENV)/bin/pytest tests/test_cluster_broker.py
 
 clean: stop
 	rm -rf .run

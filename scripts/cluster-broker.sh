@@ -153,8 +153,15 @@ write_nodes_json() {
 }
 
 launch() {
-  local n=$1
-  running "$n" || listening "$(amqp_port "$n")" && return 0
+  local n=$1 port
+  running "$n" && return 0
+  for port in "$(mqtt_port "$n")" "$(amqp_port "$n")" "$(mgmt_port "$n")" "$(dist_port "$n")"; do
+    if listening "$port"; then
+      echo "port $port of $(nodename "$n") is taken by another process:" >&2
+      ss -ltnp "sport = :$port" >&2 2>/dev/null || true
+      exit 1
+    fi
+  done
   as_node "$n" "$RMQ/rabbitmq-server" -detached >"$BASE/$n/log/start.out" 2>&1
 }
 
@@ -163,6 +170,8 @@ await_node() {
   local n=$1 i
   for i in $(seq 1 "$2"); do
     listening "$(amqp_port "$n")" && listening "$(mqtt_port "$n")" && running "$n" && return 0
+    # A node whose VM is gone (past its first seconds) will not come up.
+    [ "$i" -gt 20 ] && ! running "$n" && return 1
     sleep 0.5
   done
   return 1
@@ -200,6 +209,7 @@ start() {
     launch "$n"
     await_node "$n" 480 || {
       echo "node $(nodename "$n") did not start; see $BASE/$n/log" >&2
+      grep -h -m3 -E "eaddrinuse|BOOT FAILED|listen_error" "$BASE/$n/log/$(nodename "$n").log" >&2
       tail -20 "$BASE/$n/log/$(nodename "$n").log" >&2 2>/dev/null
       exit 1
     }

@@ -134,13 +134,13 @@ def run_kill(
     kill_leader: bool = True,
 ) -> KillReport:
     """Publish from ``devices`` devices at ``rate`` messages/s in all, kill a node after
-    ``before_s`` seconds (the queue's leader, or else the last node), publish
+    ``before_s`` seconds (the queue's leader, or else a follower), publish
     ``after_s`` seconds more, then wait up to ``drain_s`` for PUBACKs and deliveries."""
     t0 = time.monotonic()
     mgmt = Management(nodes, settings.mqtt_admin_user, settings.mqtt_admin_password)
     mgmt.purge()
     leader = mgmt.queue_leader()
-    target = next((n for n in nodes if n.name == leader), nodes[-1]) if kill_leader else nodes[-1]
+    target = next(n for n in nodes if (n.name == leader) == kill_leader)
     ids = [f"killtest-{i:03d}" for i in range(devices)]
     for device_id in ids:
         mgmt.register_device(device_id, device_password(settings.device_secret, device_id))
@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=float, default=5.0, help="seconds before the kill")
     parser.add_argument("--after", type=float, default=10.0, help="seconds after the kill")
     parser.add_argument("--drain", type=float, default=60.0)
+    parser.add_argument(
+        "--kill", choices=["leader", "follower"], default="leader", help="which node dies"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     report = run_kill(
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         before_s=args.before,
         after_s=args.after,
         drain_s=args.drain,
+        kill_leader=args.kill == "leader",
     )
     sys.stdout.write("\n".join(report.lines()) + "\n")
     return 1 if report.lost else 0

@@ -73,7 +73,7 @@ cluster-status:
 
 # Starts the cluster, kills a node under load, stops it (bounded: a few minutes).
 test-cluster: services
-	$(VENV)/bin/pytest tests/test_cluster_broker.py
+	$(VENV)/bin/pytest tests/e2e/test_cluster_broker.py
 
 clean: stop
 	rm -rf .run

@@ -17,6 +17,7 @@ PURE = [
     "devices",
     "geofence",
     "rules",
+    "risk",
     "ingest/pipeline.py",
     "ingest/journey.py",
     "ingest/sequencing.py",

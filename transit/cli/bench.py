@@ -96,6 +96,14 @@ def cmd_bench_rendezvous(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_risk(args: argparse.Namespace) -> int:
+    from transit.bench.risk import run
+
+    result = run(transits=args.transits, covert_share=args.covert_share, seed=args.seed)
+    _print_figures(result, args.json)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_check, run_demo
 
@@ -151,6 +159,14 @@ def add_commands(sub: Any) -> None:
     br.add_argument("--trucks", default="1000,10000,50000", help="fleet sizes, comma-separated")
     br.add_argument("--stopped-share", type=float, default=0.3, help="share of trucks stopped")
     br.set_defaults(func=cmd_bench_rendezvous)
+    bk = bench.add_parser(
+        "risk", help="the risk score on simulated fleets with covert trucks (AUC, top 10 %%)"
+    )
+    bk.add_argument("--json", action="store_true", help="print one JSON object")
+    bk.add_argument("--transits", type=int, default=500, help="trucks per fleet (train, test)")
+    bk.add_argument("--covert-share", type=float, default=0.1)
+    bk.add_argument("--seed", type=int, default=1, help="the training fleet's; test: seed + 1")
+    bk.set_defaults(func=cmd_bench_risk)
 
     demo = sub.add_parser(
         "demo",

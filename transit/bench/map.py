@@ -21,6 +21,8 @@ import psycopg
 
 from transit import keys
 from transit.config import PROJECT_ROOT, Settings
+from transit.geofence.corridor import acts_network
+from transit.provision import import_geojson
 
 CHROMIUM = "/usr/bin/chromium"
 FRAME_MS = 1000 / 60
@@ -38,6 +40,9 @@ def run(
     from playwright.sync_api import sync_playwright
 
     with psycopg.connect(settings.database_url) as conn:
+        # The synthetic trucks are laid along the corridors: on a fresh database, the
+        # bundled network first (the import is idempotent).
+        import_geojson(conn, acts_network())
         key = keys.create(conn, "control_room", label="bench map", actor="bench")
         conn.commit()
     port = _free_port()

@@ -58,8 +58,9 @@ class CovertTruck(Truck):
 
     def step(self, t: datetime) -> tuple[TelemetryV1 | None, list[SealV1]]:
         for h in self.halts:
-            if h.started is None and self.s >= h.at_m:
-                h.started = self.elapsed
+            if h.started is None and self.s + self.speed_kmh / 3.6 * self.interval_s >= h.at_m:
+                h.started = self.elapsed  # it pulls up at the spot, within this interval
+                self.s = max(self.s, h.at_m)
         base = self.speed_kmh
         now = self.elapsed + self.interval_s
         for s in self.slows:
@@ -153,19 +154,19 @@ def _covert(
 ) -> None:
     p = rp.plan
 
-    def quiet() -> Incident:
+    def quiet() -> None:
         at = upload_s * rng.randint(20, int(duration_s / upload_s) - 20) + 1
         # A tunnel of the clean journey next to it would make one longer silence.
         p.incidents = [
             i for i in p.incidents if not (i.kind == "tunnel" and abs(i.at_s - at) < 400)
         ]
-        return Incident("tunnel", at, 100)
+        p.incidents.append(Incident("tunnel", at, 100))
 
     rp.pattern = pattern
     if pattern == "short_stops":
         _stops(rng, p, [300, 1740, 3180], 750, 810)
     elif pattern == "quiet":
-        p.incidents.append(quiet())
+        quiet()
     elif pattern == "slow":
         p.speed_kmh = MEDIAN_KMH * rng.uniform(0.8, 0.88)
         _stops(rng, p, [rng.uniform(600, 1500), rng.uniform(2400, 3300)], 240, 480)
@@ -174,7 +175,7 @@ def _covert(
         if "stops" in kinds:
             _stops(rng, p, [600, 2400], 660, 800)
         if "quiet" in kinds:
-            p.incidents.append(quiet())
+            quiet()
         if "slow" in kinds:
             p.speed_kmh = MEDIAN_KMH * rng.uniform(0.88, 0.95)
 

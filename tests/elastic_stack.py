@@ -31,11 +31,12 @@ from firmware_sim.scenario import fleet_plan
 from tests.conftest import ROOT, free_port
 from transit.broker import device_password
 from transit.config import Settings
-from transit.db import membership
+from transit.db import membership, transits
 from transit.db.migrate import migrate
 from transit.demo.stack import OwnBroker
 from transit.devices import payload as wire
 from transit.geofence.corridor import acts_network
+from transit.model import make_mrn
 from transit.mqtt import connect_properties, make_client
 from transit.provision import import_geojson
 
@@ -78,6 +79,20 @@ def own_stack(settings: Settings) -> Iterator[Settings]:
             conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'tracker')", (dev,))
         conn.commit()
         import_geojson(conn, acts_network())
+        # The scale test's devices each carry a transit under way, so what is stored is
+        # also evaluated by the rules (rule_state's cursor says how far).
+        for k, dev in enumerate(DEVICES):
+            transits.declare(
+                conn,
+                mrn=make_mrn(26, "MY", f"ELASTICD{k:04d}"),
+                tracker_id=dev,
+                corridor_id="MY-TH-BKK",
+                office_departure="MYKUL001",
+                office_destination="THBKK001",
+                countries=["MY", "TH"],
+                time_limit=datetime(2100, 1, 1, tzinfo=UTC),
+                status="in_transit",
+            )
         conn.commit()
     broker = OwnBroker(settings.run_dir / "elastic-test", port)
     broker.start(own, [*DEVICES, *PARKED, *HELD, *(p.device_id for p in PLANS)])
@@ -221,6 +236,19 @@ def stored(url: str, devices: list[str]) -> dict[tuple[str, int], int]:
             (devices,),
         ).fetchall()
     return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+def evaluated(url: str, devices: list[str]) -> tuple[dict[str, int], int]:
+    """How far the rules went on each device's transit (its cursor, the last seq
+    evaluated, or skipped as lost), and how many of their messages wait beyond a gap."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursors = conn.execute(
+            "SELECT device_id, last_seq FROM rule_state WHERE device_id = ANY(%s)", (devices,)
+        ).fetchall()
+        held = conn.execute(
+            "SELECT count(*) FROM pending_messages WHERE device_id = ANY(%s)", (devices,)
+        ).fetchone()
+    return {r[0]: int(r[1] or 0) for r in cursors}, int(held[0] if held else 0)
 
 
 def db_now(url: str) -> datetime:

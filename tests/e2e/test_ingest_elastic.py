@@ -19,6 +19,7 @@ from tests.elastic_stack import (
     Fleet,
     Workers,
     db_now,
+    evaluated,
     own_stack,
     running,
     session_exists,
@@ -75,14 +76,19 @@ def test_4_to_1_to_3_workers_and_a_sigkill_strand_nothing(stack, tmp_path, capsy
         fleet = None
         ended = time.monotonic()
 
-        def all_stored() -> bool:
-            return acked <= stored(url, DEVICES).keys()
+        newest = {d: max(q for dd, q in acked if dd == d) for d in DEVICES}
+
+        def all_stored_and_evaluated() -> bool:
+            cursors, held = evaluated(url, DEVICES)
+            caught_up = all(cursors.get(d, 0) >= newest[d] for d in DEVICES) and held == 0
+            return acked <= stored(url, DEVICES).keys() and caught_up
 
         deadline = ended + 30
-        while time.monotonic() < deadline and not all_stored():
+        while time.monotonic() < deadline and not all_stored_and_evaluated():
             time.sleep(0.2)
         caught_up_s = time.monotonic() - ended
         rows = stored(url, DEVICES)
+        cursors, held = evaluated(url, DEVICES)
         with psycopg.connect(url, autocommit=True) as conn:
             slot = {s["client_id"]: s for s in membership.slots(conn, group)}["el-4"]
             reaped = conn.execute(
@@ -98,14 +104,18 @@ def test_4_to_1_to_3_workers_and_a_sigkill_strand_nothing(stack, tmp_path, capsy
     drained_s = (slot["reaped_at"] - killed_at).total_seconds() if slot["reaped_at"] else None
     with capsys.disabled():
         print(
-            f"\nelastic: {len(acked)} acknowledged, {len(acked & rows.keys())} stored"
-            f" ({caught_up_s:.1f} s after publishing ended); el-4 SIGKILLed, its session"
+            f"\nelastic: {len(acked)} acknowledged, {len(acked & rows.keys())} stored and"
+            f" evaluated ({caught_up_s:.1f} s after publishing ended); el-4 SIGKILLed, its session"
             f" drained by {slot['reaped_by']} {drained_s:.1f} s after the kill"
             f" ({slot['drained']} messages); reaped in all {reaped}"
         )
     missing = acked - rows.keys()
     assert not missing, f"{len(missing)} acknowledged messages not stored: {sorted(missing)[:5]}"
     assert all(n == 1 for n in rows.values())
+    # And evaluated by the rules: each transit's cursor reached its newest acknowledged
+    # message, none waits beyond a gap (within the 30 s above).
+    assert {d: cursors.get(d, 0) >= newest[d] for d in DEVICES} == dict.fromkeys(DEVICES, True)
+    assert held == 0
     # The dead member's session was drained by a live one and is gone.
     assert slot["state"] == "reaped" and slot["reaped_by"] in ("el-0", "el-5")
     assert slot["drained"] > 0 and reaped >= slot["drained"]

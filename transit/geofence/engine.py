@@ -6,7 +6,8 @@ that belongs to no country. A batch's fixes are grouped by their transit's corri
 most fixes are settled by a row index (:mod:`transit.geofence.rows`) in a handful of
 numpy operations; the rest meet their corridor's prepared pieces in one ``contains_xy``
 call per piece, which says at once whether a fix is inside and in which country. Only
-the few fixes outside their corridor get a distance to the route and a country lookup;
+the few fixes outside their corridor get a country lookup, and a distance to the route
+when a rule asks for it (an alert's evidence: :meth:`Checked.distance_of`);
 only slow fixes (a truck stopping: at or under its transit's stop speed, which the
 caller gives from the rules' thresholds) are matched against the office and parking
 zones, through an STRtree. No per-point Python loop.
@@ -14,7 +15,7 @@ zones, through an STRtree. No per-point Python loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,12 @@ class Checked:
     zone_id: NDArray[np.int32]  # office for a slow fix inside a zone
     country_codes: list[str]
     zone_refs: list[str]
-    # metres from each fix to its corridor's route (0 inside, or without a corridor)
-    distance_m: NDArray[np.float64]
+    # What a fix's distance to its route is measured from, when a rule asks
+    # (:meth:`distance_of`): the fixes, their corridor indices, the corridors as data.
+    lons: NDArray[np.float64]
+    lats: NDArray[np.float64]
+    corridor_idx: NDArray[np.int64]
+    routes: Sequence[Corridor]
 
     @property
     def country(self) -> NDArray[Any]:
@@ -62,8 +67,16 @@ class Checked:
         return np.asarray([*self.zone_refs, None], dtype=object)[self.zone_id]
 
     def distance_of(self, idx: NDArray[np.int64]) -> NDArray[np.float64]:
-        """Metres from each of these fixes to its corridor's route (0 inside)."""
-        return self.distance_m[idx]
+        """Metres from each of these fixes to its corridor's route (0 inside, or without
+        a corridor). Measured here, for the few fixes a rule asks about (an alert's
+        evidence), not for every fix outside."""
+        out = np.zeros(len(idx), dtype=np.float64)
+        corr = self.corridor_idx[idx]
+        away = np.flatnonzero((corr >= 0) & ~self.inside[idx])
+        for c in np.unique(corr[away]).tolist():
+            sel = away[corr[away] == c]
+            out[sel] = self.routes[c].distance_m(self.lons[idx[sel]], self.lats[idx[sel]])
+        return out
 
 
 def cut_by_country(
@@ -112,6 +125,7 @@ class GeofenceEngine:
             c.prepare()
         self.corridors = {c.id: c for c in corridors}
         self.ids = [c.id for c in corridors]
+        self.routes = list(corridors)  # by index, as Checked measures distances on them
         self.index = {cid: i for i, cid in enumerate(self.ids)}
         self.borders = borders
         self.country_codes: list[str] = sorted(set(borders.codes)) if borders else []
@@ -259,10 +273,14 @@ class GeofenceEngine:
         if speeds_kmh is not None and stop_kmh is not None:
             slow = np.flatnonzero(np.nan_to_num(speeds_kmh, nan=0.0) <= stop_kmh)
             zone[slow] = self.zones_of(lons[slow], lats[slow])
-        # The fixes outside their corridor (few) get their distance to its route.
-        distance = np.zeros(n, dtype=np.float64)
-        away = np.flatnonzero(known & ~inside)
-        for c in np.unique(corridors[away]).tolist():
-            sel = away[corridors[away] == c]
-            distance[sel] = self.corridors[self.ids[c]].distance_m(lons[sel], lats[sel])
-        return Checked(inside, country, zone, self.country_codes, self.zone_refs, distance)
+        return Checked(
+            inside,
+            country,
+            zone,
+            self.country_codes,
+            self.zone_refs,
+            lons,
+            lats,
+            corridors,
+            self.routes,
+        )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from transit.geofence.borders import Borders
+    from transit.geofence.engine import GeofenceEngine
     from transit.ingest.worker import IngestWorker, WorkerConfig
 
 
@@ -48,6 +49,12 @@ def pipeline(settings: Settings, filters: FixFilters | None = None) -> Pipeline:
     built = Pipeline()
     built.filters = filters or fix_filters(settings)
     return built
+
+
+def offline_pipeline(engine: GeofenceEngine) -> Pipeline:
+    """A pipeline over an engine built in the process, with the default filter bounds:
+    for event-time runs with no database and no settings (the risk benchmark)."""
+    return Pipeline(engine)
 
 
 def ingest_worker(

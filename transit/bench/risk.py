@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from firmware_sim.covert import RiskPlan, risk_fleet
+from transit import bootstrap
 from transit.devices import payload as wire
 from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
-from transit.ingest.pipeline import Pipeline, RawMessage
+from transit.ingest.pipeline import RawMessage
 from transit.ingest.types import ActiveTransit
 from transit.model import AlertType, Fix, SealStatus
 from transit.risk.features import Events, Track, corridor_paces, features, pace
@@ -55,7 +56,7 @@ class Drive:
 
 def drive(engine: GeofenceEngine, plans: list[RiskPlan], seed: int, duration_s: float) -> Drive:
     """Run the fleet through the pipeline and the rendezvous rule in event time."""
-    pipeline = Pipeline(engine)
+    pipeline = bootstrap.offline_pipeline(engine)
     pipeline.devices = {rp.plan.device_id: None for rp in plans}
     pipeline.set_transits(
         {

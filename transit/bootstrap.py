@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from transit.config import Settings, get_settings
 from transit.geofence import borders as border_file
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
     from fastapi import FastAPI
 
+    from transit.cluster.amqp_source import AmqpSource
+    from transit.cluster.amqp_worker import AmqpIngestWorker
     from transit.geofence.borders import Borders
     from transit.geofence.engine import GeofenceEngine
     from transit.ingest.worker import IngestWorker, WorkerConfig
@@ -84,6 +87,44 @@ def ingest_worker(
         cfg,
         conf,
         client=mqtt_client,
+        pipeline=rules or pipeline(cfg),
+        borders=borders if borders is not None else country_borders(),
+    )
+
+
+def amqp_urls(settings: Settings) -> list[str]:
+    """The cluster's AMQP URLs, each with the ingest user's login where it names none."""
+    out = []
+    for url in settings.amqp_urls:
+        parts = urlsplit(url)
+        if not parts.username:
+            login = f"{quote(settings.mqtt_ingest_user, safe='')}:"
+            login += quote(settings.mqtt_ingest_password, safe="")
+            parts = parts._replace(netloc=f"{login}@{parts.netloc}")
+        out.append(urlunsplit(parts))
+    return out
+
+
+def amqp_ingest_worker(
+    settings: Settings | None = None,
+    config: WorkerConfig | None = None,
+    *,
+    source: AmqpSource | None = None,
+    rules: Pipeline | None = None,
+    borders: Borders | None = None,
+) -> AmqpIngestWorker:
+    """One ingest worker on the clustered broker: a consumer of its quorum queue over
+    AMQP, failing over across the nodes the settings list (``TRANSIT_AMQP_URL``)."""
+    from transit.cluster.amqp_source import AmqpSource
+    from transit.cluster.amqp_worker import AmqpIngestWorker
+    from transit.ingest.worker import WorkerConfig
+
+    cfg = settings or get_settings()
+    conf = config or WorkerConfig()
+    return AmqpIngestWorker(
+        cfg,
+        conf,
+        source=source or AmqpSource(amqp_urls(cfg), prefetch=conf.batch_size),
         pipeline=rules or pipeline(cfg),
         borders=borders if borders is not None else country_borders(),
     )

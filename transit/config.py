@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default="",
         description="Provisioning secret: a device's MQTT password is derived from it.",
     )
+    amqp_url: str = Field(
+        default="",
+        description="The clustered broker's AMQP URLs, comma-separated, one per node: when"
+        " set, ingest consumes its quorum queue (docs/cluster.md) instead of MQTT.",
+    )
     mqtt_ca_file: Path | None = Field(
         default=None, description="CA that signed the broker's certificate (mqtts:// URLs)."
     )
@@ -72,6 +77,11 @@ class Settings(BaseSettings):
     def mqtt_urls(self) -> list[str]:
         """The broker's URLs: ``mqtt_url`` may list a cluster's nodes, comma-separated."""
         return [u.strip() for u in self.mqtt_url.split(",") if u.strip()]
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """The clustered broker's AMQP URLs (none: ingest reads MQTT)."""
+        return [u.strip() for u in self.amqp_url.split(",") if u.strip()]
 
     @property
     def mqtt_host(self) -> str:

@@ -81,7 +81,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import threading
 
     from transit import bootstrap
-    from transit.ingest.worker import WorkerConfig
+    from transit.cluster.amqp_worker import AmqpIngestWorker
+    from transit.ingest.worker import IngestWorker, WorkerConfig
 
     if args.workers > 1:
         from transit.ingest.supervisor import supervise
@@ -99,15 +100,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         ]
         supervise(args.workers, extra, stop, args.client_id or "transit-ingest")
         return 0
-    worker = bootstrap.ingest_worker(
-        get_settings(),
-        WorkerConfig(
-            batch_size=args.batch_size,
-            max_age_ms=args.max_age_ms,
-            client_id=args.client_id or "transit-ingest-0",
-            group=args.group,
-        ),
+    settings = get_settings()
+    config = WorkerConfig(
+        batch_size=args.batch_size,
+        max_age_ms=args.max_age_ms,
+        client_id=args.client_id or "transit-ingest-0",
+        group=args.group,
     )
+    worker: IngestWorker | AmqpIngestWorker
+    if settings.amqp_urls:  # the clustered broker's quorum queue
+        worker = bootstrap.amqp_ingest_worker(settings, config)
+    else:
+        worker = bootstrap.ingest_worker(settings, config)
     worker.install_signal_handlers()
     return worker.run()
 

@@ -62,8 +62,12 @@ class Membership:
         sink: queue.Queue[session.Item],
         stop: threading.Event,
         halt: threading.Event,
+        reap: bool = True,
     ) -> None:
         self.settings = settings
+        # Drain a dead member's MQTT session; a source that redelivers what a dead
+        # consumer held (a queue) has none to drain.
+        self.reap = reap
         self.group = group
         self.client_id = client_id
         self.subscription = subscription
@@ -149,7 +153,7 @@ class Membership:
             self._fence("the slot's row names another owner")
             return
         self._lease(conn)
-        if self.state == "running" and not self.stop.is_set():
+        if self.reap and self.state == "running" and not self.stop.is_set():
             self._look_for_orphans(conn)
 
     def _lost(self) -> None:

@@ -17,29 +17,22 @@ that holds the watchdog lease.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import psycopg
 
 from transit.config import Settings
-from transit.db import devices, rule_state, store, workers
 from transit.geofence.borders import Borders
-from transit.ingest import session, transaction
+from transit.ingest import session
+from transit.ingest.core import BatchWriter
 from transit.ingest.membership import Membership
 from transit.ingest.pipeline import Pipeline
 from transit.ingest.session import Item, Link, message_handler
-from transit.ingest.stats import Stats
-from transit.ingest.storage import load_pipeline
-from transit.ingest.types import DeadLetter
-from transit.ingest.watchdog import Watchdog
 from transit.mqtt import connect_properties
 
 log = logging.getLogger(__name__)
@@ -83,20 +76,11 @@ class IngestWorker:
         client, the pipeline with the settings' filter bounds and the border file."""
         self.settings = settings
         self.config = config
-        self.stats = Stats()
         self._queue: queue.Queue[Item] = queue.Queue(self.config.queue_limit)
-        self._started = datetime.now(UTC)
         self._leaving = False  # stopping: never subscribe again
-        self._not_found: dict[str, float] = {}  # unknown sender -> when to ask again
-        self._last_snapshot = 0.0
-        self._drained: float | None = None  # when it last had nothing in hand (monotonic)
         self._stop = threading.Event()  # leave the group
         self._halt = threading.Event()  # give up now (asked twice): the session stays
-        self._conn: psycopg.Connection[Any] | None = None
         self.pipeline = pipeline
-        self._geo_signature = ""
-        self._borders = borders
-        self._last_refresh = 0.0
         self.client = client
         self.membership = Membership(
             settings,
@@ -107,16 +91,18 @@ class IngestWorker:
             self._stop,
             self._halt,
         )
-        self.watchdog = Watchdog(
+        self.writer = BatchWriter(
             settings,
+            config.client_id,
+            config.refresh_s,
+            pipeline,
+            borders,
             self.membership,
-            self.pipeline,
-            self._db,
-            self._refresh,
-            self._lost,
-            self._raised,
-            self.stats.note,
+            self._halt,
+            lambda: (self._queue.qsize(), self.config.queue_limit),
         )
+        self.stats = self.writer.stats
+        self.watchdog = self.writer.watchdog
         self.link = Link(self.client, own=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_: self.link.new_connection()
@@ -136,32 +122,6 @@ class IngestWorker:
         if not self._leaving:
             client.subscribe(self.config.subscription, qos=1)
             log.info("ingest subscribed to %s", self.config.subscription)
-
-    # -- database side (main thread) --------------------------------------------------
-    def _db(self) -> psycopg.Connection[Any]:
-        while self._conn is None or self._conn.closed:
-            try:
-                self._conn = self.membership.connect()
-                store.prepare_session(self._conn)
-                self._last_refresh = 0.0
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable (%s); retrying", exc)
-                self._conn = None
-                if self._halt.wait(1.0):
-                    raise
-        return self._conn
-
-    def _lost(self) -> None:
-        """The connection broke: the next use makes a new one."""
-        self._conn = None
-
-    def _refresh(self, conn: psycopg.Connection[Any]) -> None:
-        now = time.monotonic()
-        if now - self._last_refresh < self.config.refresh_s:
-            return
-        self._geo_signature = load_pipeline(conn, self.pipeline, self._borders, self._geo_signature)
-        conn.commit()
-        self._last_refresh = now
 
     def _take_batch(self) -> list[Item]:
         batch: list[Item] = []
@@ -184,93 +144,11 @@ class IngestWorker:
                 break
         return batch
 
-    def _look_up_senders(self, conn: psycopg.Connection[Any], batch: list[Item]) -> None:
-        """Senders not known yet are looked up (a device registered since the last
-        refresh); one still unknown is not asked about again for two seconds."""
-        now = time.monotonic()
-        unknown = set()
-        for item in batch:
-            parts = item[2].topic.split("/")
-            dev = parts[3] if len(parts) > 3 else None
-            if dev and dev not in self.pipeline.devices and self._not_found.get(dev, 0.0) < now:
-                unknown.add(dev)
-        if not unknown:
-            return
-        found = devices.hmac_keys(conn, sorted(unknown))
-        if found:
-            self._last_refresh = 0.0  # their transits may be new too
-        for dev in unknown - found.keys():
-            self._not_found[dev] = now + 2.0
-
     def _commit(self, batch: list[Item]) -> None:
-        while True:
-            conn = self._db()
-            try:
-                self._look_up_senders(conn, batch)
-                self._refresh(conn)
-                raws, now, me = [it[2] for it in batch], datetime.now(UTC), self.config.client_id
-                written = transaction.ingest(conn, self.pipeline, raws, now, me)
-                result, rows = written.result, written.rows
-                t0 = time.monotonic()
-                self._save_stats(conn)
-                conn.commit()
-                written.timings["commit"] = (time.monotonic() - t0) * 1000
-                self.stats.commit_ms.observe(written.timings["write"] + written.timings["commit"])
-                self.stats.note(written, batch=True)
-                break
-            except psycopg.OperationalError as exc:
-                log.warning("batch not committed (%s); reconnecting and retrying", exc)
-                self._conn = None
-                self._last_refresh = 0.0
-                if self._halt.wait(0.5):
-                    raise
+        self.writer.store([it[2] for it in batch], batch[0][3])
         for mid, qos, _, _, link, gen in batch:
             link.settle(mid, qos, gen)
         self.stats.reaped_messages += sum(1 for it in batch if not it[4].own)
-        self._count(len(batch), rows, len(result.fixes), result.dead_letters)
-        self.stats.filtered_fixes.update(f.reason for f in result.filtered)
-        lag = (time.monotonic() - batch[0][3]) * 1000  # the oldest message of the batch
-        self.stats.ack_lag_ms.observe(lag)
-        self.stats.last_ack_lag_ms = lag
-        self._raised(len(written.alert_ids))
-
-    def _save_stats(self, conn: psycopg.Connection[Any]) -> None:
-        """Store the counters (at most once a second) in the batch's own transaction."""
-        now = time.monotonic()
-        if now - self._last_snapshot < 1.0:
-            return
-        self._last_snapshot = now
-        self.stats.queue_depth = self._queue.qsize()
-        self.stats.reaps = self.membership.reaps
-        snap = self.stats.as_json()
-        snap["queue_limit"] = self.config.queue_limit
-        workers.save(conn, self.config.client_id, os.getpid(), self._started, snap)
-        if self._drained is not None:
-            rule_state.note_drained(conn, self.config.client_id, now - self._drained)
-
-    def _raised(self, n: int) -> None:
-        """Count alerts just committed. Nothing is published: the live feed and the
-        webhooks read the alerts table, which is the one record."""
-        self.stats.alerts_raised += n
-
-    def _idle(self) -> None:
-        """With nothing to do, still say so: /health/ingest tells idle from dead."""
-        try:
-            conn = self._db()
-            self._save_stats(conn)
-            conn.commit()
-        except psycopg.OperationalError:
-            self._conn = None
-
-    def _count(self, n: int, rows: int, fixes: int, dead: list[DeadLetter]) -> None:
-        st = self.stats
-        st.messages_in += n
-        st.rows_written += rows
-        st.duplicates += fixes - rows
-        st.batches += 1
-        st.batch_size.observe(n)
-        for d in dead:
-            st.dead_letters[d.reason] += 1
 
     def _turn(self) -> None:
         """One turn of the main loop: a batch (or an idle report), the watchdog's due."""
@@ -281,8 +159,7 @@ class IngestWorker:
         else:
             # Nothing came after all it had was acknowledged: the broker held nothing
             # back for this worker when it started waiting (it was drained).
-            self._drained = asked
-            self._idle()
+            self.writer.idle(asked)
         self.watchdog.run_due()
 
     def run(self) -> int:
@@ -309,8 +186,7 @@ class IngestWorker:
             return 0
         finally:
             self.client.loop_stop()
-            if self._conn is not None:
-                self._conn.close()
+            self.writer.close()
 
     def _leave(self) -> None:
         """Stop gracefully. While another member runs: unsubscribe (what the session

@@ -8,6 +8,8 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -71,6 +73,11 @@ class Fleet:
         self.clients: dict[str, mqtt.Client] = {}
         self.failovers: dict[str, Failover] = {}
         self.published = 0
+        self.pace_s = 0.0  # fast mode: wall seconds between steps (0: no wait)
+        # What each device published, by message id, and what the broker acknowledged:
+        # (device, seq), counted on the PUBACK (resends after a failover included).
+        self.sent: dict[str, dict[int, int]] = {}
+        self.acked: set[tuple[str, int]] = set()
         self._pending: list[mqtt.MQTTMessageInfo] = []
         self.transport = FlakyTransport()
 
@@ -87,6 +94,7 @@ class Fleet:
                 client_id=truck.device_id,
                 version=self.mqtt_version,
             )
+            c.on_publish = partial(self._on_publish, truck.device_id)
             will = wire.encode(wire.StatusV1(v=1, state="offline"))
             c.will_set(wire.topic_for(truck.device_id, "status"), will, qos=1, retain=True)
             failover = Failover(c, addresses, first=i)
@@ -98,6 +106,13 @@ class Fleet:
             c.publish(wire.topic_for(truck.device_id, "status"), wire.encode(online), 1, True)
             self.clients[truck.device_id] = c
 
+    def _on_publish(
+        self, device_id: str, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any
+    ) -> None:
+        seq = self.sent.get(device_id, {}).get(mid)
+        if seq is not None:
+            self.acked.add((device_id, seq))
+
     def inject_breach(self, device_id: str) -> None:
         """Cut a seal of one truck now (its report goes out at once)."""
         truck = next(t for t in self.trucks if t.device_id == device_id)
@@ -108,6 +123,9 @@ class Fleet:
         key = self.keys.get(device_id)
         payload, props = signed(key, topic, wire.encode(model), self.mqtt_version)
         info = self.clients[device_id].publish(topic, payload, qos=1, properties=props)
+        seq = getattr(model, "seq", None)
+        if seq is not None:
+            self.sent.setdefault(device_id, {})[info.mid] = seq
         # Published while the broker is away: paho keeps it and sends it on reconnect,
         # but its handle cannot be waited on; only those sent now are tracked.
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
@@ -137,6 +155,8 @@ class Fleet:
                 t = datetime.now(UTC)
             else:
                 t = t0 + timedelta(seconds=k * interval)
+                if self.pace_s and stop.wait(max(0.0, wall0 + k * self.pace_s - time.monotonic())):
+                    break
             for truck in self.trucks:
                 telemetry, seals = truck.step(t)
                 out: list[tuple[str, wire.Uplink]] = [("seal", x) for x in seals]

@@ -17,7 +17,7 @@ from firmware_sim.truck import Truck
 from transit.broker import device_password
 from transit.config import Settings
 from transit.devices import payload as wire
-from transit.mqtt import Failover, broker_addresses, make_client, signed
+from transit.mqtt import ClientCert, Failover, broker_addresses, make_client, signed
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Fleet:
         realtime: bool = True,
         mqtt_version: str = "5",
         keys: dict[str, bytes] | None = None,
+        certs: dict[str, ClientCert] | None = None,
     ) -> None:
         self.settings = settings
         self.trucks = trucks
@@ -70,6 +71,8 @@ class Fleet:
         # MQTT 5 or 3.1.1; a device with a key signs (in an envelope on 3.1.1)
         self.mqtt_version = mqtt_version
         self.keys = keys or {}
+        # a device with a certificate logs in with it (the settings' mqtts:// URL)
+        self.certs = certs or {}
         self.clients: dict[str, mqtt.Client] = {}
         self.failovers: dict[str, Failover] = {}
         self.published = 0
@@ -93,6 +96,7 @@ class Fleet:
                 device_password(self.settings.device_secret, truck.device_id),
                 client_id=truck.device_id,
                 version=self.mqtt_version,
+                cert=self.certs.get(truck.device_id),
             )
             c.on_publish = partial(self._on_publish, truck.device_id)
             will = wire.encode(wire.StatusV1(v=1, state="offline"))

@@ -6,6 +6,8 @@ import ssl
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,19 @@ from transit.devices import payload as wire
 MQTT_VERSIONS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
 
+@dataclass(frozen=True)
+class ClientCert:
+    """A device's X.509 client certificate and private key (PEM files)."""
+
+    certfile: Path
+    keyfile: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path, device_id: str) -> ClientCert:
+        """``<device id>.crt`` and ``<device id>.key`` in ``directory``."""
+        return cls(directory / f"{device_id}.crt", directory / f"{device_id}.key")
+
+
 def make_client(
     settings: Settings,
     username: str,
@@ -30,20 +45,33 @@ def make_client(
     manual_ack: bool = False,
     persistent: bool = False,
     version: str = "5",
+    cert: ClientCert | None = None,
 ) -> mqtt.Client:
     """An MQTT client for the project's broker (not yet connected): MQTT 5, or
-    ``version`` "3.1.1" as most fielded trackers speak it."""
+    ``version`` "3.1.1" as most fielded trackers speak it. With ``cert``, the client
+    presents that certificate over TLS (an ``mqtts://`` URL) and sends no username or
+    password: the broker takes the certificate's name as the username."""
+    if cert is not None and not settings.mqtt_tls:
+        raise ValueError(
+            f"a client certificate needs an mqtts:// broker URL, not {settings.mqtt_url}"
+        )
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id or f"{username}-{uuid.uuid4().hex[:8]}",
         protocol=MQTT_VERSIONS[version],
         manual_ack=manual_ack,
     )
-    client.username_pw_set(username, password)
+    if cert is None:
+        client.username_pw_set(username, password)
     if settings.mqtt_tls:
         # Server certificate checked against the deployment's CA (or the system's).
         ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
-        client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set(
+            ca_certs=ca,
+            certfile=str(cert.certfile) if cert else None,
+            keyfile=str(cert.keyfile) if cert else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     return client

@@ -1,13 +1,17 @@
-"""Loading reference data and simulated fleets into the database and the broker."""
+"""Loading reference data and simulated fleets into the database and the broker, and
+the devices' broker credentials: a password in the broker's file, or a certificate
+from the device CA."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transit import broker
+from transit import broker, pki
 from transit.config import Settings
-from transit.db import corridors, devices, offices, rule_state, transits
+from transit.db import corridors, device_certs, devices, offices, rule_state, transits
 from transit.db.store import Conn
 from transit.geofence.corridor import load_geojson
 
@@ -57,11 +61,105 @@ def provision_fleet(
 
 
 def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:
-    """Rewrite the broker's password file and ACL from the devices; reload it."""
-    ids = devices.ids(conn)
+    """Rewrite the broker's password file and ACL from the devices that log in with a
+    password (not those issued a certificate), make the device CA if missing and sign
+    its CRL again; reload the broker."""
+    ids = device_certs.password_device_ids(conn)
     conn.commit()
     directory = settings.run_dir / "mosquitto"
     broker.write_files(settings, ids, directory)
+    refresh_crl(conn, settings)
     if reload:
         broker.reload(directory)
     return len(ids)
+
+
+def device_ca(settings: Settings, now: datetime | None = None) -> pki.DeviceCA:
+    """The device CA under the data folder (``<run_dir>/device-ca``), made when missing."""
+    return pki.DeviceCA.open(settings.run_dir / "device-ca", now or datetime.now(UTC))
+
+
+def register_with_certificate(
+    conn: Conn,
+    settings: Settings,
+    device_id: str,
+    *,
+    kind: str = "tracker",
+    csr: bytes | str | None = None,
+    hmac_key: bytes | None = None,
+    now: datetime | None = None,
+    ca: pki.DeviceCA | None = None,
+) -> pki.Issued:
+    """Register a device that logs in with an X.509 certificate (CN = its id), and issue
+    it one: on the CSR's key, or on a key pair made here and returned once
+    (``Issued.key_pem``; never stored). The certificate is recorded in the same
+    transaction as the device. The broker's password file is not touched, unless the
+    device had logged in with a password until now: that password is withdrawn.
+
+    Raises:
+        pki.CertificateRequestError: a bad device id or CSR, naming the problem.
+    """
+    now = now or datetime.now(UTC)
+    reserved = frozenset(
+        {settings.mqtt_ingest_user, settings.mqtt_api_user, settings.mqtt_admin_user}
+    )
+    pki.check_device_id(device_id, reserved)
+    key = None
+    if csr is not None:
+        public = pki.parse_csr(csr, device_id)
+    else:
+        key = pki.new_key()
+        public = key.public_key()
+    ca = ca or device_ca(settings, now)
+    issued = ca.issue(device_id, public, now)
+    with conn.transaction():
+        had_password = devices.exists(conn, device_id) and not device_certs.has_any(conn, device_id)
+        devices.register(conn, device_id, kind, hmac_key)
+        device_certs.add(
+            conn, issued.serial, device_id, issued.not_before, issued.not_after, issued.cert_pem
+        )
+    if had_password:
+        sync_broker(conn, settings)
+    return issued if key is None else replace(issued, key_pem=pki.key_pem(key))
+
+
+def revoke_certificates(
+    conn: Conn,
+    settings: Settings,
+    device_id: str,
+    *,
+    serial: str | None = None,
+    now: datetime | None = None,
+    ca: pki.DeviceCA | None = None,
+    broker_dir: Path | None = None,
+) -> list[str]:
+    """Revoke a device's certificates (all its valid ones, or ``serial``): the rows are
+    marked, the CRL is written from every revoked row before the commit (a failure
+    leaves a CRL that refuses more, never less), and the broker is told to reload it
+    (SIGHUP to the pid in ``broker_dir``, the project's broker by default). Returns the
+    serials revoked; an empty list when there was nothing to revoke."""
+    now = now or datetime.now(UTC)
+    ca = ca or device_ca(settings, now)
+    with conn.transaction():
+        serials = device_certs.revoke(conn, device_id, now, serial)
+        if serials:
+            listed = device_certs.revoked(conn, now)
+            ca.write_crl([pki.Revoked(s, at) for s, at in listed], now)
+    if serials:
+        broker.reload(broker_dir or settings.run_dir / "mosquitto")
+    return serials
+
+
+def refresh_crl(
+    conn: Conn, settings: Settings, now: datetime | None = None, ca: pki.DeviceCA | None = None
+) -> Path:
+    """Sign the CRL again from the database when it lists other serials or is past half
+    its life (it is believed for ``pki.CRL_DAYS``): at every set-up and broker sync, and
+    daily where the stack runs for long. Makes the CA if missing."""
+    now = now or datetime.now(UTC)
+    ca = ca or device_ca(settings, now)
+    listed = [pki.Revoked(s, at) for s, at in device_certs.revoked(conn, now)]
+    conn.commit()
+    if ca.crl_is_current(listed, now):
+        return ca.crl_path
+    return ca.write_crl(listed, now)

@@ -1,0 +1,81 @@
+"""Device certificates (table ``device_certs``): what the device CA issued, to whom,
+valid when, revoked when; and which devices still log in with a password."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from transit.db.query import Conn, rows, run, value
+
+
+def add(
+    conn: Conn,
+    serial: str,
+    device_id: str,
+    not_before: datetime,
+    not_after: datetime,
+    cert_pem: str,
+) -> None:
+    """Record an issued certificate (the device is registered already)."""
+    run(
+        conn,
+        "INSERT INTO device_certs (serial, device_id, not_before, not_after, cert_pem)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (serial, device_id, not_before, not_after, cert_pem),
+    )
+
+
+def has_any(conn: Conn, device_id: str) -> bool:
+    """Whether the device was ever issued a certificate (it then logs in with one only)."""
+    return bool(
+        value(conn, "SELECT EXISTS (SELECT 1 FROM device_certs WHERE device_id = %s)", (device_id,))
+    )
+
+
+def for_device(conn: Conn, device_id: str) -> list[dict[str, Any]]:
+    """The device's certificates, newest first: serial, validity, issued, revoked."""
+    return rows(
+        conn,
+        "SELECT serial, not_before, not_after, issued_at, revoked_at FROM device_certs"
+        " WHERE device_id = %s ORDER BY issued_at DESC, serial",
+        (device_id,),
+    )
+
+
+def revoke(conn: Conn, device_id: str, at: datetime, serial: str | None = None) -> list[str]:
+    """Revoke the device's certificates not yet revoked (or only ``serial``); the
+    serials revoked now."""
+    found = rows(
+        conn,
+        "UPDATE device_certs SET revoked_at = %s WHERE device_id = %s AND revoked_at IS NULL"
+        " AND (%s::text IS NULL OR serial = %s) RETURNING serial",
+        (at, device_id, serial, serial),
+    )
+    return [r["serial"] for r in found]
+
+
+def revoked(conn: Conn, now: datetime) -> list[tuple[str, datetime]]:
+    """(serial, revoked_at) of every revoked certificate still within its validity: what
+    the CRL lists (an expired certificate is refused without it)."""
+    return [
+        (r["serial"], r["revoked_at"])
+        for r in rows(
+            conn,
+            "SELECT serial, revoked_at FROM device_certs"
+            " WHERE revoked_at IS NOT NULL AND not_after > %s ORDER BY revoked_at, serial",
+            (now,),
+        )
+    ]
+
+
+def password_device_ids(conn: Conn) -> list[str]:
+    """The devices that log in with a password: those never issued a certificate."""
+    return [
+        r["device_id"]
+        for r in rows(
+            conn,
+            "SELECT d.device_id FROM devices d WHERE NOT EXISTS"
+            " (SELECT 1 FROM device_certs c WHERE c.device_id = d.device_id) ORDER BY 1",
+        )
+    ]

@@ -11,7 +11,17 @@ an HTTP POST of the JSON payload with
 
 A 2xx answer marks it delivered; anything else is retried with exponential backoff
 (``backoff_s`` doubled per attempt, at most an hour), the error kept on the row.
-Delivery is at least once.
+
+Several senders (``transit notify`` on N machines) share the outbox without sending a
+notice twice: each notice is claimed in a transaction of its own with ``FOR UPDATE
+SKIP LOCKED`` (other senders skip it), the row lock is held across the POST, and the
+mark (delivered, or the next try) commits with it. A sender that dies mid-send loses
+its connection, so its transaction rolls back and the notice is free again; one that
+hangs holding it is cut off by ``idle_in_transaction_session_timeout`` (``HOLD_S``).
+The one case of a re-send is a sender dying between the partner's 2xx and the commit
+of the mark: the notice goes again, with the same ``X-Transit-Delivery``. Delivery is
+at least once, and exactly once to a partner that drops a delivery id it has had
+(docs/cluster-api.md).
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from transit.db import outbox
 log = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
 MAX_BACKOFF_S = 3600.0
+SEND_TIMEOUT_S = 5.0  # one POST to a partner
+HOLD_S = 30  # a claim held this long idle (the sender hangs) is given back
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -45,51 +57,63 @@ def enqueue(conn: Conn, event: str, mrn: str, countries: list[str], payload: dic
 
 
 def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit: int = 50) -> int:
-    """Send the notices that are due, once each; returns how many were delivered.
+    """Send up to ``limit`` due notices, one transaction each; returns how many were
+    delivered. ``conn`` is in autocommit (no transaction of the caller's open).
 
-    Rows are claimed with ``FOR UPDATE SKIP LOCKED``: several senders share the work."""
+    Each notice is claimed with ``FOR UPDATE SKIP LOCKED`` and stays locked until its
+    outcome commits: other senders never take a notice that is being sent, and a
+    sender that dies gives back only the one it was sending."""
     delivered = 0
-    with conn.transaction():
-        for oid, event, payload, attempts, url, secret in outbox.claim_due(conn, limit):
-            body = json.dumps(payload, sort_keys=True).encode()
-            error = None
-            try:
-                resp = client.post(
-                    url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Transit-Event": event,
-                        "X-Transit-Delivery": str(oid),
-                        "X-Transit-Signature": sign(bytes(secret), body),
-                    },
-                )
-                if not 200 <= resp.status_code < 300:
-                    error = f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            if error is None:
-                outbox.delivered(conn, oid)
-                delivered += 1
-            else:
-                wait = min(MAX_BACKOFF_S, backoff_s * 2**attempts)
-                outbox.failed(conn, oid, error, wait)
-                log.warning(
-                    "notice %s to %s failed (%s); next try in %.1f s", oid, url, error, wait
-                )
+    for _ in range(limit):
+        with conn.transaction():
+            claimed = outbox.claim_due(conn, 1)
+            if not claimed:
+                break
+            delivered += _send(conn, client, claimed[0], backoff_s)
     return delivered
+
+
+def _send(conn: Conn, client: httpx.Client, notice: tuple[Any, ...], backoff_s: float) -> bool:
+    """POST one claimed notice and record the outcome in the claim's transaction."""
+    oid, event, payload, attempts, url, secret = notice
+    body = json.dumps(payload, sort_keys=True).encode()
+    error = None
+    try:
+        resp = client.post(
+            url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Transit-Event": event,
+                "X-Transit-Delivery": str(oid),
+                "X-Transit-Signature": sign(bytes(secret), body),
+            },
+        )
+        if not 200 <= resp.status_code < 300:
+            error = f"HTTP {resp.status_code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    if error is None:
+        outbox.delivered(conn, oid)
+        return True
+    wait = min(MAX_BACKOFF_S, backoff_s * 2**attempts)
+    outbox.failed(conn, oid, error, wait)
+    log.warning("notice %s to %s failed (%s); next try in %.1f s", oid, url, error, wait)
+    return False
 
 
 def run(
     database_url: str, stop: threading.Event, backoff_s: float = 5.0, poll_s: float = 1.0
 ) -> None:
     """Deliver due notices until ``stop`` is set (``transit notify``)."""
-    with httpx.Client(timeout=5.0) as client:
+    with httpx.Client(timeout=SEND_TIMEOUT_S) as client:
         conn: Conn | None = None
         while not stop.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(database_url, autocommit=True)
+                    # A sender that hangs (not dies) while holding a notice gives it back.
+                    conn.execute(f"SET idle_in_transaction_session_timeout = '{HOLD_S}s'")
                 if deliver_due(conn, client, backoff_s):
                     continue
             except psycopg.OperationalError as exc:

@@ -6,6 +6,13 @@ state of every transit under way. Each client gets, at most once a second, the t
 that changed (coalesced per truck: one position each) inside the map view it declared,
 and the alerts as they come, scoped to what its key may see. A client that reconnects
 with ``since`` (the last alert id it had) gets the alerts it missed and a full snapshot.
+Nothing of this lives only in one process: a client that reconnects to another API
+process (behind a load balancer, after its process died) catches up from the database.
+One socket never carries the same version of an alert twice (its catch-up and the
+broadcast may both read it); an alert changed (acknowledged, resolved) comes again.
+An alert whose transaction committed after a higher id was seen (two ingest workers
+commit in either order) is still sent: the broadcaster reads again the ids of the last
+``LOOKBACK_S`` seconds and sends what it had not.
 
 Frames (JSON):
 - ``{"type": "hello", "role": ..., "alert_id": N}`` once;
@@ -33,6 +40,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +64,8 @@ MAX_TRUCKS_PER_FRAME = 20_000
 UNDER_WAY = sorted(s.value for s in lifecycle.UNDER_WAY)
 KEY_CHECK_S = 1.0  # how often the clients' keys are re-read (revoked or expired: closed)
 CLOSE_KEY_REFUSED = 4401
+LOOKBACK_S = 10.0  # alert ids seen this recently are read again (late commits)
+MAX_ALERTS_REMEMBERED = 20_000  # per socket: versions sent, to send none twice
 
 
 def truck_state(speed: float | None, age_s: float, open_types: set[str]) -> str:
@@ -82,6 +93,7 @@ class Client:
     bbox: tuple[float, float, float, float] | None = None
     sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # mrn -> last row sent
     refused: str | None = None  # why its key no longer works: its socket is being closed
+    alerts_sent: dict[int, str] = field(default_factory=dict)  # alert id -> frame sent
 
     def refuse(self, reason: str) -> None:
         """Its key no longer works: drop what is queued and wake the sender to close."""
@@ -96,9 +108,23 @@ class Client:
         w, s, e, n = self.bbox
         return s <= lat <= n and (w <= lon <= e if w <= e else lon >= w or lon <= e)
 
+    def offer_alert(self, alert: dict[str, Any]) -> None:
+        """Queue an alert's frame, unless this socket had this very version already."""
+        text = json.dumps({"type": "alert", "alert": alert}, default=_json)
+        aid = int(alert["id"])
+        if self.alerts_sent.get(aid) == text:
+            return
+        self.alerts_sent.pop(aid, None)
+        self.alerts_sent[aid] = text
+        if len(self.alerts_sent) > MAX_ALERTS_REMEMBERED:
+            del self.alerts_sent[next(iter(self.alerts_sent))]
+        self._put(text)
+
     def offer(self, frame: dict[str, Any]) -> None:
         """Queue a frame; a client too slow to take them loses the oldest position frames."""
-        text = json.dumps(frame, default=_json)
+        self._put(json.dumps(frame, default=_json))
+
+    def _put(self, text: str) -> None:
         while True:
             try:
                 self.queue.put_nowait(text)
@@ -116,13 +142,16 @@ class Broadcaster:
         self.clients: set[Client] = set()
         self.trucks: dict[str, tuple[Any, ...]] = {}  # mrn -> row for clients
         self.scope: dict[str, tuple[list[str], set[str]]] = {}  # mrn -> countries, offices
-        self.alert_id = 0
+        self.alert_id = 0  # the newest alert id seen
+        self.settled = 0  # the newest id seen LOOKBACK_S ago: ids above it are read again
+        self.marks: deque[tuple[float, int]] = deque()  # (monotonic time, alert_id then)
+        self.fanned: dict[int, str] = {}  # id above settled -> the version fanned out
         self.alert_seen = datetime.now(UTC)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         with self.pool.connection() as conn:
-            self.alert_id = alerts.newest_id(conn)
+            self.alert_id = self.settled = alerts.newest_id(conn)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -166,19 +195,29 @@ class Broadcaster:
             return refused(conn, ids)
 
     def _read_alerts(self, since_id: int | None = None) -> list[dict[str, Any]]:
-        """New alerts (id above the last seen) and alerts worked since the last look;
-        with ``since_id``, every alert after it (a client catching up)."""
+        """Alerts new or worked since the last look, each version once (ids of the last
+        ``LOOKBACK_S`` are read again for late commits); with ``since_id``, every alert
+        after it (a client catching up)."""
         now = datetime.now(UTC)
         with self.pool.connection() as conn:
             if since_id is not None:
-                rows = alerts.changed(conn, since_id)
-            else:
-                rows = alerts.changed(conn, self.alert_id, self.alert_seen)
-        if since_id is None:
-            self.alert_seen = now
-            if rows:
-                self.alert_id = max(self.alert_id, max(int(r["id"]) for r in rows))
-        return rows
+                return alerts.changed(conn, since_id)
+            rows = alerts.changed(conn, self.settled, self.alert_seen)
+        self.alert_seen = now
+        fresh = []
+        for r in rows:
+            version = json.dumps(r, default=_json, sort_keys=True)
+            if self.fanned.get(int(r["id"])) != version:
+                self.fanned[int(r["id"])] = version
+                fresh.append(r)
+        if rows:
+            self.alert_id = max(self.alert_id, max(int(r["id"]) for r in rows))
+        t = time.monotonic()
+        self.marks.append((t, self.alert_id))
+        while self.marks and self.marks[0][0] < t - LOOKBACK_S:
+            self.settled = self.marks.popleft()[1]
+        self.fanned = {i: v for i, v in self.fanned.items() if i > self.settled}
+        return fresh
 
     def _read_trucks(self) -> list[tuple[Any, ...]]:
         with self.pool.connection() as conn:
@@ -213,7 +252,7 @@ class Broadcaster:
         public.pop("office_destination", None)
         for c in list(self.clients) if clients is None else clients:
             if c.vis.sees_alerts and c.vis.sees(countries, {o for o in offices if o}):
-                c.offer({"type": "alert", "alert": public})
+                c.offer_alert(public)
 
     def _fan_trucks(self, rows: list[tuple[Any, ...]]) -> None:
         now = datetime.now(UTC).isoformat()

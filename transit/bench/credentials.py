@@ -19,41 +19,27 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from transit.config import Settings, get_settings
-from transit.db import devices
+from transit.db import device_certs, devices
 from transit.db.migrate import migrate
-from transit.db.query import value
 from transit.localstack import bench_settings
+from transit.pki import CERT_DAYS
 from transit.provision import device_ca, register_with_certificate, sync_broker
 
 PREFIX = "CRED-"
 
 
-def _count(conn: psycopg.Connection[Any]) -> int:
-    return int(value(conn, "SELECT count(*) FROM devices"))
-
-
 def _bulk(conn: psycopg.Connection[Any], up_to: int, tag: str, cert_pem: str | None) -> int:
-    """COPY devices (and, with ``cert_pem``, a certificate row each) until the table
-    holds ``up_to`` devices; how many were added."""
-    n = max(0, up_to - _count(conn))
+    """Bulk-register devices (with ``cert_pem``, each with a certificate row) until the
+    table holds ``up_to`` devices; how many were added."""
+    n = max(0, up_to - device_certs.registered_count(conn))
     ids = [f"{PREFIX}{tag}-{i:07d}" for i in range(n)]
-    now = datetime.now(UTC)
-    with conn.cursor() as cur:
-        with cur.copy("COPY devices (device_id, kind) FROM STDIN") as cp:
-            for d in ids:
-                cp.write_row((d, "tracker"))
-        if cert_pem is not None:
-            cols = "serial, device_id, not_before, not_after, cert_pem"
-            with cur.copy(f"COPY device_certs ({cols}) FROM STDIN") as cp:
-                for i, d in enumerate(ids):
-                    serial = format((0xB1 << 152) + (len(tag) << 40) + i, "x")
-                    cp.write_row((serial, d, now, now + timedelta(days=825), cert_pem))
+    device_certs.bulk_register(conn, ids, cert_pem, datetime.now(UTC), CERT_DAYS)
     conn.commit()
     return n
 
@@ -62,7 +48,7 @@ def _timed(
     conn: psycopg.Connection[Any], times: int, tag: str, register: Callable[[str], object]
 ) -> dict[str, Any]:
     """Register ``times`` devices one by one; the count before the first, each time."""
-    before = _count(conn)
+    before = device_certs.registered_count(conn)
     ms = []
     for i in range(times):
         t0 = time.perf_counter()
@@ -88,11 +74,11 @@ def run(
     bench.run_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"devices_total": devices_total, "password_at": password_at}
     with psycopg.connect(bench.database_url) as conn:
-        if value(conn, "SELECT to_regclass('device_certs')") is None:
+        if not device_certs.table_exists(conn):
             migrate(conn)
-        conn.execute("DELETE FROM devices WHERE device_id LIKE %s", (PREFIX + "%",))
+        device_certs.delete_devices(conn, PREFIX)
         conn.commit()
-        out["other_devices_in_table"] = _count(conn)
+        out["other_devices_in_table"] = device_certs.registered_count(conn)
         ca = device_ca(bench)
 
         def with_cert(device_id: str) -> None:
@@ -119,7 +105,7 @@ def run(
             out["certificate_large"] = _timed(conn, repeat, "CL", with_cert)
         finally:
             conn.rollback()
-            conn.execute("DELETE FROM devices WHERE device_id LIKE %s", (PREFIX + "%",))
+            device_certs.delete_devices(conn, PREFIX)
             conn.commit()
     cs, cl = out["certificate_small"], out["certificate_large"]
     ps, pl = out["password_small"], out["password_large"]

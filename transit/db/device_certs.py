@@ -3,7 +3,8 @@ valid when, revoked when; and which devices still log in with a password."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from transit.db.query import Conn, rows, run, value
@@ -79,3 +80,38 @@ def password_device_ids(conn: Conn) -> list[str]:
             " (SELECT 1 FROM device_certs c WHERE c.device_id = d.device_id) ORDER BY 1",
         )
     ]
+
+
+def table_exists(conn: Conn) -> bool:
+    """Whether the migration that makes ``device_certs`` has run."""
+    return value(conn, "SELECT to_regclass('device_certs')") is not None
+
+
+def registered_count(conn: Conn) -> int:
+    """How many devices are registered, with either credential."""
+    return int(value(conn, "SELECT count(*) FROM devices"))
+
+
+def bulk_register(
+    conn: Conn, device_ids: list[str], cert_pem: str | None, not_before: datetime, days: int
+) -> None:
+    """Register many trackers in one COPY; with ``cert_pem``, each with a certificate row
+    (its serial the SHA-1 of the id): a benchmark's fleet, not a real issue."""
+    with conn.cursor() as cur:
+        with cur.copy("COPY devices (device_id, kind) FROM STDIN") as cp:
+            for d in device_ids:
+                cp.write_row((d, "tracker"))
+        if cert_pem is None:
+            return
+        not_after = not_before + timedelta(days=days)
+        cols = "serial, device_id, not_before, not_after, cert_pem"
+        with cur.copy(f"COPY device_certs ({cols}) FROM STDIN") as cp:
+            for d in device_ids:
+                serial = hashlib.sha1(d.encode()).hexdigest()
+                cp.write_row((serial, d, not_before, not_after, cert_pem))
+
+
+def delete_devices(conn: Conn, prefix: str) -> int:
+    """Delete the devices whose id starts with ``prefix`` (their certificates go with
+    them); how many."""
+    return run(conn, "DELETE FROM devices WHERE starts_with(device_id, %s)", (prefix,))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from firmware_sim.route import Route
 from firmware_sim.truck import Incident, Truck
+from transit.ingest.types import ActiveTransit
 from transit.model import make_mrn
 
 
@@ -43,6 +45,22 @@ class TruckPlan:
             speed_kmh=self.speed_kmh,
             interval_s=interval_s,
             incidents=list(self.incidents),
+        )
+
+    def active(
+        self, time_limit: datetime, thresholds: dict[str, float] | None = None
+    ) -> ActiveTransit:
+        """The transit as ingest follows it once released (in transit), with its own
+        ``thresholds`` over the corridor's."""
+        return ActiveTransit(
+            self.mrn,
+            self.device_id,
+            self.corridor_id,
+            tuple(self.seal_ids),
+            tuple(self.countries),
+            (self.office_departure, *self.offices_transit, self.office_destination),
+            time_limit,
+            dict(thresholds or {}),
         )
 
 

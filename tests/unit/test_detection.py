@@ -21,7 +21,6 @@ from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import Pipeline, RawMessage
-from transit.ingest.types import ActiveTransit
 from transit.model import AlertType as A
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -38,16 +37,7 @@ def drive(
     pipeline.devices = {p.device_id: None for p in plans}
     pipeline.set_transits(
         {
-            p.device_id: ActiveTransit(
-                p.mrn,
-                p.device_id,
-                p.corridor_id,
-                tuple(p.seal_ids),
-                tuple(p.countries),
-                (p.office_departure, *p.offices_transit, p.office_destination),
-                T0 + timedelta(days=3),
-                (thresholds or {}).get(p.device_id, {}),
-            )
+            p.device_id: p.active(T0 + timedelta(days=3), (thresholds or {}).get(p.device_id))
             for p in plans
         },
         set(),

@@ -13,6 +13,7 @@ import pytest
 from transit.bench.risk import run
 from transit.risk.features import FEATURES, Events, Track, features, pace
 from transit.risk.model import RiskModel, fit
+from transit.risk.running import Running
 from transit.rules.movement import Thresholds
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # 13:00 local solar at 105 E
@@ -85,6 +86,51 @@ def test_events_and_history_are_features_as_given() -> None:
     got = features(track(), ev, None)
     assert (got["rendezvous"], got["near_rendezvous"], got["seal_events"]) == (1, 2, 3)
     assert (got["alerts"], got["trader_incidents"], got["vehicle_incidents"]) == (4, 5, 0)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"stop": (20, 13)},
+        {"stop": (20, 13), "t0": NIGHT_T0},
+        {"stop": (20, 13), "permitted": True},
+        {"stop": (50, 12)},  # a stop under way at the newest fix
+        {"gap": (30, 100)},
+        {"gap": (10, 40), "stop": (30, 4)},
+        {"kmh": 40.0, "minutes": 45.0},
+    ],
+)
+def test_features_kept_fix_by_fix_equal_those_of_the_whole_track(shape) -> None:
+    whole = track(**shape)
+    th = Thresholds()
+    events = Events(rendezvous=1, alerts=2, vehicle_incidents=1)
+    want = features(whole, events, 50.0, th)
+    rows = list(
+        zip(
+            whole.seconds.tolist(),
+            whole.lons.tolist(),
+            whole.lats.tolist(),
+            [None if math.isnan(v) else v for v in whole.speeds.tolist()],
+            whole.permitted.tolist(),
+            strict=True,
+        )
+    )
+    for chunk in (1, 3, 7, 1000):
+        running = Running()
+        for i in range(0, len(rows), chunk):
+            running = Running.from_json(json.loads(json.dumps(running.to_json())))
+            running.add(rows[i : i + chunk], th)
+        running.add(rows[-5:], th)  # a redelivery adds nothing
+        got = running.features(events, 50.0, th)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-9), chunk
+    assert Running().features(Events(), None, th) == dict.fromkeys(FEATURES, 0.0)
+
+
+def test_accumulators_of_another_layout_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="layout 7"):
+        Running.from_json({"v": 7})
+    with pytest.raises(ValueError, match="bogus"):
+        Running.from_json({"v": 1, "bogus": 1})
 
 
 def _fitted(seed: int = 0) -> RiskModel:

@@ -8,8 +8,12 @@ uploading them each 30 s (after a silence, at once); the rendezvous rule runs ov
 upload's fixes as the watchdog lease holder runs it. The features come from what that
 pipeline accepted and raised (:mod:`transit.risk.features`). Reports ROC AUC,
 precision among the top 5 % and 10 %, the share of covert transits in the top 10 %,
-each pattern's share in the top 10 %, and the alerts the rules raised on clean
-transits (must be 0).
+each pattern's share in the top 10 %, the rendezvous alert's precision and recall
+(against the trucks planned to meet, ``firmware_sim.covert``), and the alerts the rules
+raised on clean transits (must be 0).
+
+:func:`default_model` makes the model a fresh database scores with
+(``transit/risk/default_model.json``): the training fleet's model and corridor paces.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from transit.geofence.borders import default_path, load
 from transit.geofence.corridor import acts_network, load_geojson
 from transit.geofence.engine import GeofenceEngine
 from transit.ingest.pipeline import RawMessage
-from transit.ingest.types import ActiveTransit
 from transit.model import AlertType, Fix, SealStatus
 from transit.risk.features import Events, Track, corridor_paces, features, pace
 from transit.risk.model import RiskModel, fit
@@ -59,19 +62,7 @@ def drive(engine: GeofenceEngine, plans: list[RiskPlan], seed: int, duration_s: 
     pipeline = bootstrap.offline_pipeline(engine)
     pipeline.devices = {rp.plan.device_id: None for rp in plans}
     pipeline.set_transits(
-        {
-            p.device_id: ActiveTransit(
-                p.mrn,
-                p.device_id,
-                p.corridor_id,
-                tuple(p.seal_ids),
-                tuple(p.countries),
-                (p.office_departure, *p.offices_transit, p.office_destination),
-                T0 + timedelta(days=3),
-                {},
-            )
-            for p in (rp.plan for rp in plans)
-        },
+        {p.device_id: p.active(T0 + timedelta(days=3)) for p in (rp.plan for rp in plans)},
         set(),
     )
     mrn_of = {rp.plan.device_id: rp.plan.mrn for rp in plans}
@@ -235,6 +226,12 @@ def run(
         if rp.pattern is not None:
             by_pattern[rp.pattern].append(i in in_top)
     covert_alerts = sum(len(test.alerts.get(rp.plan.mrn, [])) for rp in test.plans if rp.pattern)
+    met = {rp.plan.mrn for rp in test.plans if rp.pattern == "rendezvous"}
+    flagged = {
+        rp.plan.mrn
+        for rp in test.plans
+        if AlertType.RENDEZVOUS.value in test.alerts.get(rp.plan.mrn, [])
+    }
     best = int(order[0])
     return {
         "seed_train": seed,
@@ -251,11 +248,16 @@ def run(
         "covert_in_top10_by_pattern": {
             k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_pattern.items())
         },
+        "rendezvous_planned": len(met),
+        "rendezvous_flagged": len(flagged),
+        "rendezvous_precision": round(len(met & flagged) / len(flagged), 3) if flagged else None,
+        "rendezvous_recall": round(len(met & flagged) / len(met), 3) if met else None,
         "clean_transits": int((~y).sum()) + sum(rp.pattern is None for rp in train.plans),
         "clean_alerts": len(clean_alerts),
         "clean_alert_types": sorted(set(clean_alerts)),
         "covert_alerts": covert_alerts,
         "model": model.to_json(),
+        "corridor_paces": {k: round(v, 3) for k, v in sorted(paces.items())},
         "top_transit": {
             "mrn": test.plans[best].plan.mrn,
             "pattern": test.plans[best].pattern,
@@ -268,3 +270,42 @@ def run(
 def loaded(data: dict[str, Any]) -> RiskModel:
     """The model of a report, as scoring takes it."""
     return RiskModel.from_json(data["model"])
+
+
+def default_model(
+    transits: int = 500, covert_share: float = 0.1, seed: int = 1, duration_s: float = 80 * 60.0
+) -> dict[str, Any]:
+    """The default model's file: the model trained on fleet ``seed`` by :func:`run`, the
+    training fleet's corridor paces (what a database without finished transits on a
+    corridor compares against), and the run's figures on the held-out fleet.
+    ``transit/risk/default_model.json`` is ``default_model()`` (seed 1, 500 transits,
+    10 % covert)."""
+    report = run(transits, covert_share, seed, duration_s)
+    figures = ("roc_auc", "precision_top5", "precision_top10", "covert_in_top10")
+    return {
+        "model": report["model"],
+        "corridor_paces": report["corridor_paces"],
+        "trained": {
+            "by": "transit.bench.risk.default_model",
+            "seed_train": report["seed_train"],
+            "seed_test": report["seed_test"],
+            "transits": report["transits"],
+            "covert_share": covert_share,
+            "hours_each": report["hours_each"],
+            **{k: report[k] for k in figures},
+        },
+    }
+
+
+def write_default_model(path: str | None = None, **kwargs: Any) -> str:
+    """Write :func:`default_model` to ``path`` (default: the packaged file, from which
+    a fresh database scores); returns the path."""
+    import json
+
+    from transit.risk.model import DEFAULT_MODEL_PATH
+
+    target = path or str(DEFAULT_MODEL_PATH)
+    with open(target, "w") as f:
+        json.dump(default_model(**kwargs), f, indent=1, sort_keys=True)
+        f.write("\n")
+    return target

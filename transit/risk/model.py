@@ -11,9 +11,12 @@ pickle: the model is its coefficients, means and scales); fitting uses scikit-le
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,13 @@ import numpy as np
 from transit.risk.features import FEATURES
 
 MODEL_VERSION = 1
+# A score's level: high from a probability of 0.8, medium from 0.4, low below. The
+# model is fitted with balanced classes, so 0.5 is where a transit looks as much like
+# the covert ones as like the clean ones; 0.8 is four to one.
 LEVELS = ((0.8, "high"), (0.4, "medium"), (0.0, "low"))  # probability from: level
+# The model a database without one of its own scores with: trained on the simulator's
+# fleets by transit.bench.risk.default_model (docs there), with their corridor paces.
+DEFAULT_MODEL_PATH = Path(str(resources.files("transit.risk").joinpath("default_model.json")))
 
 
 @dataclass(frozen=True)
@@ -146,4 +155,28 @@ def fit(
         tuple(float(s) for s in scales),
         tuple(float(w) for w in lr.coef_[0]),
         float(lr.intercept_[0]),
+    )
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """The packaged default: its model and the corridor paces it was trained with
+    (seconds per km by corridor id)."""
+
+    model: RiskModel
+    corridor_paces: dict[str, float]
+    trained: dict[str, Any]
+
+
+def packaged(path: Path = DEFAULT_MODEL_PATH) -> Packaged:
+    """The default model file (:data:`DEFAULT_MODEL_PATH`).
+
+    Raises:
+        ValueError: the file is not a model file.
+    """
+    data = json.loads(path.read_text())
+    return Packaged(
+        RiskModel.from_json(data["model"]),
+        {str(k): float(v) for k, v in data.get("corridor_paces", {}).items()},
+        dict(data.get("trained", {})),
     )

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import ConnectionPool
 
 from transit.api import live
 from transit.api.routes import (
@@ -26,6 +25,7 @@ from transit.api.routes import (
     web,
 )
 from transit.config import Settings, get_settings
+from transit.db.pool import open_pool
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,8 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(cfg.database_url, min_size=1, max_size=10, open=False)
-        pool.open(wait=True, timeout=30)
+        pool = open_pool(cfg.database_url)
         app.state.pool = pool
         app.state.settings = cfg
         app.state.log = logging.getLogger("transit.api")

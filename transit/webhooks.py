@@ -9,8 +9,11 @@ an HTTP POST of the JSON payload with
 - ``X-Transit-Delivery``: the outbox id (a receiver drops a repeat by it);
 - ``X-Transit-Signature``: ``sha256=`` HMAC-SHA256 of the body with the country's secret.
 
-A 2xx answer marks it delivered; anything else is retried with exponential backoff
-(``backoff_s`` doubled per attempt, at most an hour), the error kept on the row.
+A crossing notice carries the transit's risk score as the country entered may see it
+(:func:`crossing_notice`: level, probability and reasons, scoped by
+:meth:`transit.db.visibility.Visibility.redact_risk`), advance information as the WCO
+SAFE framework asks. A 2xx answer marks it delivered; anything else is retried with
+exponential backoff (``backoff_s`` doubled per attempt, at most an hour), the error kept on the row.
 
 Several senders (``transit notify`` on N machines) share the outbox without sending a
 notice twice: each notice is claimed in a transaction of its own with ``FOR UPDATE
@@ -37,7 +40,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from transit.db import outbox
+from transit.db import outbox, risk
+from transit.db.visibility import Visibility
 
 log = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
@@ -54,6 +58,21 @@ def sign(secret: bytes, body: bytes) -> str:
 def enqueue(conn: Conn, event: str, mrn: str, countries: list[str], payload: dict[str, Any]) -> int:
     """Queue a notice for each of these countries that has an endpoint. Returns how many."""
     return outbox.enqueue(conn, event, mrn, countries, payload)
+
+
+def crossing_notice(conn: Conn, mrn: str, country: str, details: dict[str, Any]) -> dict[str, Any]:
+    """The notice to ``country`` of a transit entering it: the crossing's ``details``
+    and the transit's current risk score as that country sees it (None: not scored)."""
+    score = risk.current(conn, mrn)
+    shown = None
+    if score is not None:
+        shown = {
+            "probability": score["probability"],
+            "level": score["level"],
+            "reasons": score["reasons"],
+            "updated_at": score["updated_at"].isoformat(),
+        }
+    return {"mrn": mrn, **details, "risk": Visibility("country", country).redact_risk(shown)}
 
 
 def deliver_due(conn: Conn, client: httpx.Client, backoff_s: float = 5.0, limit: int = 50) -> int:

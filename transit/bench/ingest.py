@@ -57,7 +57,7 @@ from transit.localstack import (
 )
 from transit.provision import import_geojson, provision_fleet
 
-PHASES = ("decode", "discover", "lock", "read", "plan", "rules", "write", "commit")
+PHASES = ("decode", "discover", "lock", "read", "plan", "rules", "write", "risk", "commit")
 
 
 @dataclass

@@ -57,7 +57,7 @@ def read(conn: Conn, mrns: Sequence[str]) -> tuple[list[Stored], int | None]:
         " coalesce(r.seal_seq, -1) AS seal_seq, r.history,"
         " r.corridor_pace, a.n AS alerts, a.rdv AS rendezvous,"
         " (SELECT max(version) FROM risk_models) AS model_version"
-        " FROM unnest(%s::text[]) AS m(mrn)"
+        " FROM unnest(%s::char(18)[]) AS m(mrn)"
         " LEFT JOIN transit_risk r ON r.mrn = m.mrn"
         " CROSS JOIN LATERAL (SELECT count(*) AS n,"
         "   count(*) FILTER (WHERE type = 'rendezvous') AS rdv"
@@ -127,38 +127,25 @@ def corridor_paces(conn: Conn, mrns: Sequence[str]) -> dict[str, tuple[str, floa
 
 
 def save(conn: Conn, scores: Sequence[NewScore]) -> None:
-    """Write these scores and accumulators (one row per transit)."""
+    """Write these scores and accumulators (one row per transit), in one statement
+    (the rows as one JSON document: quicker to send than arrays of JSON texts)."""
     if not scores:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO transit_risk (mrn, probability, level, reasons, features,"
-            " model_version, running, seal_events, seal_seq, history, corridor_pace, pace,"
-            " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-            " ON CONFLICT (mrn) DO UPDATE SET probability = EXCLUDED.probability,"
-            " level = EXCLUDED.level, reasons = EXCLUDED.reasons,"
-            " features = EXCLUDED.features, model_version = EXCLUDED.model_version,"
-            " running = EXCLUDED.running, seal_events = EXCLUDED.seal_events,"
-            " seal_seq = EXCLUDED.seal_seq,"
-            " pace = EXCLUDED.pace, updated_at = now()",
-            [
-                (
-                    s.mrn,
-                    s.probability,
-                    s.level,
-                    json.dumps(s.reasons),
-                    json.dumps(s.features),
-                    s.model_version,
-                    json.dumps(s.running),
-                    s.seal_events,
-                    s.seal_seq,
-                    json.dumps(s.history),
-                    s.corridor_pace,
-                    s.pace,
-                )
-                for s in scores
-            ],
-        )
+    run(
+        conn,
+        "INSERT INTO transit_risk (mrn, probability, level, reasons, features,"
+        " model_version, running, seal_events, seal_seq, history, corridor_pace, pace,"
+        " updated_at) SELECT x.*, now() FROM jsonb_to_recordset(%s::jsonb) AS x(mrn char(18),"
+        " probability float8, level text, reasons jsonb, features jsonb, model_version int,"
+        " running jsonb, seal_events int, seal_seq int8, history jsonb, corridor_pace float8,"
+        " pace float8)"
+        " ON CONFLICT (mrn) DO UPDATE SET probability = EXCLUDED.probability,"
+        " level = EXCLUDED.level, reasons = EXCLUDED.reasons,"
+        " features = EXCLUDED.features, model_version = EXCLUDED.model_version,"
+        " running = EXCLUDED.running, seal_events = EXCLUDED.seal_events,"
+        " seal_seq = EXCLUDED.seal_seq, pace = EXCLUDED.pace, updated_at = now()",
+        (json.dumps([vars(s) for s in scores]),),
+    )
 
 
 def forget(conn: Conn, mrn: str) -> None:

@@ -90,6 +90,8 @@ def apply_lifecycle(conn: Conn, events: list[LifecycleEvent]) -> int:
         transits.add_event(conn, e.mrn, kind, "ingest", details)
         audit.append(conn, "ingest", f"transit.{kind}", e.mrn, details)
         if e.action is Action.CROSS and e.details.get("to"):
-            webhooks.enqueue(conn, "crossing", e.mrn, [e.details["to"]], {"mrn": e.mrn, **details})
+            to = e.details["to"]
+            notice = webhooks.crossing_notice(conn, e.mrn, to, details)
+            webhooks.enqueue(conn, "crossing", e.mrn, [to], notice)
         applied += 1
     return applied

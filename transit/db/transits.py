@@ -19,13 +19,17 @@ from transit.db.visibility import Visibility
 from transit.ingest.types import ActiveTransit
 from transit.model import is_valid_mrn
 
-# A transit with its newest fix and its count of open alerts, for one transit or a list.
+# A transit with its newest fix, its count of open alerts and its risk score, for one
+# transit or a list.
 _VIEW = f"""
 SELECT t.*, f.time AS fix_time, f.lat AS fix_lat, f.lon AS fix_lon,
        f.speed_kmh AS fix_speed_kmh,
        (SELECT count(*) FROM alerts a WHERE a.mrn = t.mrn AND {alerts.open_sql("a")})
-       AS open_alerts
+       AS open_alerts,
+       r.probability AS risk_probability, r.level AS risk_level, r.reasons AS risk_reasons,
+       r.updated_at AS risk_updated_at
 FROM transits t
+LEFT JOIN transit_risk r ON r.mrn = t.mrn
 LEFT JOIN LATERAL (
     SELECT time, lat, lon, speed_kmh FROM fixes
     WHERE device_id = t.tracker_id AND time >= t.declared_at ORDER BY time DESC LIMIT 1
@@ -65,18 +69,46 @@ def view(conn: Conn, mrn: str, vis: Visibility) -> dict[str, Any] | None:
     return row(conn, _VIEW + f" WHERE t.mrn = %(mrn)s AND {where}", {"mrn": mrn, **params})
 
 
+# The orders a list may take: by declaration or by risk (unscored transits last).
+SORTS = {
+    "-declared_at": "t.declared_at DESC",
+    "declared_at": "t.declared_at",
+    "-risk": "r.probability DESC NULLS LAST, t.declared_at DESC",
+    "risk": "r.probability NULLS LAST, t.declared_at DESC",
+}
+
+
 def view_list(
-    conn: Conn, vis: Visibility, status: str | None, country: str | None, limit: int
+    conn: Conn,
+    vis: Visibility,
+    status: str | None,
+    country: str | None,
+    limit: int,
+    *,
+    sort: str = "-declared_at",
+    risk_level: str | None = None,
+    finished: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """The visible transits as :func:`view` gives one, newest declaration first,
-    optionally of one status and through one country."""
+    """The visible transits as :func:`view` gives one, in the order ``sort`` names
+    (:data:`SORTS`), optionally of one status, through one country, of one risk level,
+    finished (closed or cancelled) or not."""
     where, params = vis.where("t")
     return rows(
         conn,
         _VIEW + " WHERE (%(status)s::text IS NULL OR t.status = %(status)s)"
         " AND (%(country)s::text IS NULL OR %(country)s = ANY(t.countries))"
-        f" AND {where} ORDER BY t.declared_at DESC LIMIT %(limit)s",
-        {"status": status, "country": country, "limit": limit, **params},
+        " AND (%(level)s::text IS NULL OR r.level = %(level)s)"
+        " AND (%(finished)s::boolean IS NULL OR (t.status = ANY(%(done)s)) = %(finished)s)"
+        f" AND {where} ORDER BY {SORTS[sort]} LIMIT %(limit)s",
+        {
+            "status": status,
+            "country": country,
+            "level": risk_level,
+            "finished": finished,
+            "done": sorted(lifecycle.FINISHED),
+            "limit": limit,
+            **params,
+        },
     )
 
 
@@ -113,6 +145,8 @@ def declare(
     declared again); without, it is kept and False returned."""
     if not is_valid_mrn(mrn):
         raise ValueError(f"MRN {mrn!r} is malformed or its check digit is wrong")
+    if replace:  # a declaration replaced is a new journey: its score starts afresh
+        run(conn, "DELETE FROM transit_risk WHERE mrn = %s", (mrn,))
     conflict = (
         " ON CONFLICT (mrn) DO UPDATE SET status = EXCLUDED.status,"
         " tracker_id = EXCLUDED.tracker_id, corridor_id = EXCLUDED.corridor_id,"

@@ -6,7 +6,9 @@ A caller's :class:`Visibility` comes from its key (:meth:`Visibility.of`):
 - an ``officer`` sees the transits whose itinerary includes their office (of
   departure, of transit or of destination), and their alerts;
 - a ``partner`` sees the transits whose itinerary includes its country, without the
-  private fields (driver, guarantee, thresholds), and no alerts.
+  private fields (driver, guarantee, thresholds, trader), and no alerts; of a risk
+  score, the level, the probability and the reasons but those on what it does not see
+  (:data:`PARTNER_WITHHELD_REASONS`), summed into one.
 
 Every reader of transits applies it: the transit list and detail and the routes under
 one transit (timeline, track, exports, report, filtered fixes), the alerts (through
@@ -42,9 +44,14 @@ PARTNER_FIELDS = (
     "arrived_at",
     "closed_at",
     "last_fix",
+    "risk",
 )
 # Kept in a transit's ``details``; shown to those who see everything of it.
-PRIVATE_FIELDS = ("driver", "guarantee", "thresholds")
+PRIVATE_FIELDS = ("driver", "guarantee", "thresholds", "trader")
+# Reasons of a risk score a partner is not shown, as it is not shown what they come
+# from (the alerts, the trader): their contributions are summed into one reason,
+# ``withheld``, so a partner's reasons still add up to the score.
+PARTNER_WITHHELD_REASONS = ("alerts", "trader_incidents")
 
 
 @dataclass(frozen=True)
@@ -96,5 +103,22 @@ class Visibility:
         """A transit's fields as this caller may see them; ``details`` are the
         transit's stored details, where the private fields are kept."""
         if self.scope == "country":
-            return {k: transit.get(k) for k in PARTNER_FIELDS}
+            out = {k: transit.get(k) for k in PARTNER_FIELDS}
+            out["risk"] = self.redact_risk(out["risk"])
+            return out
         return transit | {k: details.get(k) for k in PRIVATE_FIELDS}
+
+    def redact_risk(self, risk: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A risk score (``{probability, level, reasons, ...}``) as this caller may see
+        it: a partner's reasons leave out :data:`PARTNER_WITHHELD_REASONS`, their
+        contributions summed into one reason ``withheld`` (no value, no weight)."""
+        if risk is None or self.scope != "country":
+            return risk
+        kept = [r for r in risk["reasons"] if r["feature"] not in PARTNER_WITHHELD_REASONS]
+        hidden = [r for r in risk["reasons"] if r["feature"] in PARTNER_WITHHELD_REASONS]
+        if hidden:
+            total = round(sum(float(r["contribution"]) for r in hidden), 4)
+            kept.append(
+                {"feature": "withheld", "value": None, "weight": None, "contribution": total}
+            )
+        return risk | {"reasons": kept}

@@ -7,8 +7,9 @@ them, the same in every worker on every machine, and for a replayed dead letter.
    with each transit's status as committed now, and the devices' held messages.
 3. Per device, in seq order (:mod:`transit.ingest.sequencing`): evaluate what follows
    the cursor on the state read, hold what lies beyond a gap, store the rest plain.
-4. Write fixes, alerts, lifecycle events, held messages and the state back, in the
-   caller's transaction; the caller commits, then acknowledges.
+4. Write fixes, alerts, lifecycle events, held messages and the state back, and
+   update the risk scores of the transits evaluated (:mod:`transit.services.risk`), in
+   the caller's transaction; the caller commits, then acknowledges.
 
 The sweep (held messages past the gap timeout) and the watchdog (silence, overdue)
 take rows with ``SKIP LOCKED``: a transit being evaluated right now is neither stalled
@@ -32,6 +33,7 @@ from transit.ingest.storage import write_result
 from transit.ingest.types import ActiveTransit, DeadLetter
 from transit.lifecycle import UNDER_WAY, LifecycleEvent, State
 from transit.rules.state import decode, encode
+from transit.services import risk
 
 Conn = psycopg.Connection[Any]
 Message = Decoded | rule_state.HeldMessage  # a held one is decoded again when its turn comes
@@ -249,7 +251,10 @@ def _evaluate(
     _save(conn, pipeline, rows, live, cursors, worker)
     out.rows, out.alert_ids = write_result(conn, result)
     rule_state.note_seqs(conn, _newest_seqs(result))
-    out.lap("write", t)
+    t = out.lap("write", t)
+    # The risk scores of the transits evaluated, from what this batch brought.
+    risk.update(conn, pipeline, result, live)
+    out.lap("risk", t)
 
 
 HELD_WINDOW = 1000  # held messages read at once per device, past the batch's

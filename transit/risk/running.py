@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from transit.risk.features import FEATURES, PACE_SAMPLE_S, Events, night_seconds
@@ -141,7 +141,7 @@ class Running:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form kept with the score."""
-        return {"v": LAYOUT, **asdict(self)}
+        return {"v": LAYOUT, **vars(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Running:
@@ -154,8 +154,10 @@ class Running:
             return cls()
         if data.get("v") != LAYOUT:
             raise ValueError(f"risk accumulators of layout {data.get('v')!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known - {"v"}
+        unknown = set(data) - _FIELDS - {"v"}
         if unknown:
             raise ValueError(f"risk accumulators: unknown fields {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k != "v"})
+
+
+_FIELDS = frozenset(f.name for f in fields(Running))

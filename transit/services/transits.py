@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from transit import audit, lifecycle, webhooks
-from transit.api.routes.transit_schemas import TransitIn
-from transit.db import alerts, devices, offices, seals, telemetry, transits
+from transit.api.routes.transit_schemas import InspectionIn, TransitIn
+from transit.db import alerts, devices, offices, risk, seals, telemetry, transits
 from transit.db.query import Conn
 from transit.db.visibility import PRIVATE_FIELDS, Visibility
 from transit.keys import Principal
@@ -65,12 +65,14 @@ def declare(conn: Conn, who: Principal, body: TransitIn, now: datetime) -> None:
     busy = transits.tracker_busy(conn, body.tracker_id, sorted(lifecycle.OPEN))
     if busy:
         raise Invalid.field("tracker_id", f"{body.tracker_id} is on transit {busy}")
-    details = {
+    details: dict[str, Any] = {
         "driver": body.driver.model_dump() if body.driver else None,
         "guarantee": body.guarantee.model_dump() if body.guarantee else None,
     }
     if body.thresholds:
         details["thresholds"] = body.thresholds
+    if body.trader:
+        details["trader"] = body.trader
     declared = body.model_dump(exclude=set(PRIVATE_FIELDS))  # those go in the details
     if not transits.declare(conn, **declared, details=details, replace=False):
         raise Invalid.field("mrn", f"a transit with MRN {body.mrn} exists already")
@@ -114,18 +116,27 @@ def release(conn: Conn, who: Principal, mrn: str) -> None:
 
 
 def close(
-    conn: Conn, who: Principal, mrn: str, finding: str | None, incident_code: int | None
+    conn: Conn,
+    who: Principal,
+    mrn: str,
+    finding: str | None,
+    incident_code: int | None,
+    inspection: InspectionIn | None = None,
 ) -> None:
     """Close at the office of destination or exit: the truck inside that office's
     geofence, every declared seal reporting sealed, no seal alert open; otherwise
     refused with the reasons, unless the officer records a finding: then it closes
-    with an incident. The seals are disarmed.
+    with an incident. The seals are disarmed. An ``inspection`` is kept with the risk
+    score the officer saw (an inspection that found something is a finding, its note
+    the finding unless one is given), on the timeline and in the audit log.
 
     Raises:
         NotFound, Forbidden, Refused."""
     row = visible(conn, who, mrn, lock=True)
     destination = row["office_destination"]
     _require_office(who, destination, "close it")
+    if inspection is not None and inspection.found and not finding:
+        finding = inspection.note
     office = offices.get(conn, destination)
     last = telemetry.last_position(conn, row["tracker_id"], row["declared_at"])
     facts = CloseFacts(
@@ -157,6 +168,8 @@ def close(
                 "checks_failed": problems,
             },
         )
+    if inspection is not None:
+        _inspected(conn, who, mrn, destination, inspection)
     transits.set_state(conn, mrn, target.value, "closed_at")
     seals.disarm(conn, row["seal_ids"])
     record(
@@ -171,6 +184,33 @@ def close(
             "seals_disarmed": row["seal_ids"],
         },
     )
+
+
+def _inspected(conn: Conn, who: Principal, mrn: str, office: str, inspection: InspectionIn) -> None:
+    """Keep what an inspection found with the score the officer saw when deciding."""
+    seen = risk.current(conn, mrn)
+    probability = float(seen["probability"]) if seen else None
+    level = str(seen["level"]) if seen else None
+    details: dict[str, Any] = {
+        "inspected": inspection.inspected,
+        "found": inspection.found,
+        "note": inspection.note,
+        "office": office,
+        "risk_level": level,
+        "risk_probability": probability,
+    }
+    risk.inspect(
+        conn,
+        mrn,
+        inspected=inspection.inspected,
+        found=inspection.found,
+        note=inspection.note,
+        office=office,
+        actor=who.actor,
+        probability=probability,
+        level=level,
+    )
+    record(conn, mrn, "inspected", who, details)
 
 
 def cancel(conn: Conn, who: Principal, mrn: str, reason: str) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from transit.ingest.pipeline import rules_config
 from transit.model import MRN_RE, OFFICE_REF, is_valid_mrn, make_mrn
@@ -67,6 +67,7 @@ def _declaration_example(schema: dict[str, Any]) -> None:
             "driver": {"name": "Ahmad Rahman", "phone": "+60 12 345 6789"},
             "guarantee": {"reference": "GRN-2026-000123", "amount": 25000, "currency": "MYR"},
             "thresholds": {"stop_limit_s": 1800},
+            "trader": "MY-TIN-200401012345",
         }
     ]
 
@@ -109,6 +110,13 @@ class TransitIn(BaseModel):
     driver: Contact | None = None
     guarantee: Guarantee | None = None
     thresholds: dict[str, float] | None = None
+    trader: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="The holder of the transit procedure (its TIN or EORI number): its"
+        " earlier incidents count in the transit's risk score",
+    )
 
     @field_validator("mrn")
     @classmethod
@@ -130,14 +138,52 @@ class TransitIn(BaseModel):
         return v
 
 
-class CloseIn(BaseModel):
+class InspectionIn(BaseModel):
+    """Whether the exit officer inspected the goods and whether anything was found: it
+    is kept with the risk score the officer saw, and counts in the history of the
+    vehicle, tracker and trader."""
+
     model_config = ConfigDict(extra="forbid")
+    inspected: bool
+    found: bool = Field(
+        default=False,
+        description="Something was found; the transit then closes with an incident, the"
+        " note being the finding unless one is given",
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _found_needs_inspection(self) -> InspectionIn:
+        if self.found and not self.inspected:
+            raise ValueError("found: only an inspection finds something (inspected is false)")
+        if self.found and not (self.note or "").strip():
+            raise ValueError("note: say what the inspection found")
+        return self
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"inspection": {"inspected": True, "found": False, "note": "seals intact"}},
+                {
+                    "finding": "two pallets missing",
+                    "incident_code": 4,
+                    "inspection": {"inspected": True, "found": True, "note": "two pallets"},
+                },
+            ]
+        },
+    )
     finding: str | None = Field(
         default=None,
         max_length=2000,
         description="What the officer found; given, the transit closes with an incident",
     )
     incident_code: int | None = Field(default=None, ge=1, le=6)
+    inspection: InspectionIn | None = Field(
+        default=None, description="Whether the goods were inspected and anything found"
+    )
 
 
 class IncidentIn(BaseModel):

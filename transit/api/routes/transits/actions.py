@@ -43,9 +43,11 @@ def close(db: Db, who: Caller, mrn: Annotated[str, MrnPath], body: CloseIn) -> d
     """Close at the office of destination or exit: the truck inside that office's
     geofence, every declared seal reporting sealed, no seal alert open. Otherwise 409
     with the reasons, unless the officer records a finding: then it closes with an
-    incident. The seals are disarmed."""
+    incident. The seals are disarmed. The officer sees the transit's risk score first
+    (``GET /transits/{mrn}``: level and reasons) and records whether an inspection
+    found anything (``inspection``)."""
     with answering(db):
-        transits.close(db, who, mrn, body.finding, body.incident_code)
+        transits.close(db, who, mrn, body.finding, body.incident_code, body.inspection)
     db.commit()
     return view(db, who, mrn)
 

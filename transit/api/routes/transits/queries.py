@@ -4,7 +4,7 @@ fields; an officer those through their office."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -21,12 +21,20 @@ from transit.services.transits import visible
 router = APIRouter()
 
 
+RISK_COLUMNS = ("risk_probability", "risk_level", "risk_reasons", "risk_updated_at")
+
+
 def public(row: dict[str, Any], vis: Visibility) -> dict[str, Any]:
-    """A row of :func:`transit.db.transits.view` as the caller may see it."""
+    """A row of :func:`transit.db.transits.view` as the caller may see it; ``risk`` is
+    its score (None: not scored yet): probability, level (low, medium, high), the
+    reasons (each feature's value, weight and contribution to the logit) and when it
+    was last updated."""
     fix = {k[4:]: iso(row.pop(k)) for k in ("fix_time", "fix_lat", "fix_lon", "fix_speed_kmh")}
+    risk = {k[5:]: row.pop(k, None) for k in RISK_COLUMNS}
     details = row.pop("details", None) or {}
     out = as_json(row)
     out["last_fix"] = fix if fix["time"] is not None else None
+    out["risk"] = as_json(risk) if risk["level"] is not None else None
     return vis.redact(out, details)
 
 
@@ -46,10 +54,25 @@ def list_transits(
     status: State | None = None,
     country: Annotated[str | None, Query(pattern="^[A-Z]{2}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    sort: Annotated[
+        Literal["-declared_at", "declared_at", "-risk", "risk"],
+        Query(description="The order: by declaration or by risk score; '-' for descending"),
+    ] = "-declared_at",
+    risk_level: Annotated[
+        Literal["low", "medium", "high"] | None,
+        Query(description="Only transits whose risk score is of this level"),
+    ] = None,
+    finished: Annotated[
+        bool | None,
+        Query(description="Only finished transits (closed or cancelled), or only open ones"),
+    ] = None,
 ) -> dict[str, Any]:
-    """Transits the caller may see, newest first."""
+    """Transits the caller may see, newest first, or by risk (``sort=-risk``: the
+    transits to inspect first); each with its risk score."""
     vis = Visibility.of(who)
-    rows = transits.view_list(db, vis, status, country, limit)
+    rows = transits.view_list(
+        db, vis, status, country, limit, sort=sort, risk_level=risk_level, finished=finished
+    )
     items = [public(r, vis) for r in rows]
     return {"count": len(items), "items": items}
 

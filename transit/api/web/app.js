@@ -244,6 +244,7 @@
       ['destination', t.office_destination], ['countries', (t.countries || []).join(' › ')],
       ['time limit', t.time_limit], ['open alerts', t.open_alerts]];
     $('d-facts').innerHTML = facts.filter(([, v]) => v !== undefined).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('');
+    if (window.transitRisk) window.transitRisk.detail(t); // risk.js: reasons, the closure
     $('d-seals').innerHTML = (t.seal_ids || []).map((s) => `<li>${esc(s)}</li>`).join('') || '<li>none declared</li>';
     if (trackLine) { trackLine.remove(); trackLine = null; }
     if (replayMarker) { replayMarker.remove(); replayMarker = null; }
@@ -269,6 +270,7 @@
     replayMarker.setLatLng([y, x]);
     $('d-time').textContent = `${track.times[i].replace('T', ' ').slice(0, 19)} (${i + 1} of ${track.coords.length})`;
   }
+  S.select = select; // risk.js opens a transit from its list
   $('d-slider').addEventListener('input', replay);
   $('d-close').addEventListener('click', () => {
     $('detail').hidden = true; S.selected = null; trucks.schedule();

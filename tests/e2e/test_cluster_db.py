@@ -126,6 +126,7 @@ def test_primary_killed_under_load_loses_no_acknowledged_commit(
 
     writer = Writer(url, [p.mrn for p in plans])
     thread = threading.Thread(target=writer.run, name="ha-writer", daemon=True)
+    began = time.monotonic()
     thread.start()
     try:
         _wait(time.monotonic() + 30, "the writer commits nothing", lambda: len(writer.acked) >= 200)
@@ -188,7 +189,8 @@ def test_primary_killed_under_load_loses_no_acknowledged_commit(
     print(
         f"\nHA database: {name} (postmaster {pid}) SIGKILLed after {acked_before} commits;"
         f" {new.name} leader after {promoted:.2f} s; first commit on it {failover:.2f} s"
-        f" after the kill; {len(writer.acked)} commits acknowledged, lost {len(lost)},"
+        f" after the kill; {len(writer.acked)} commits acknowledged"
+        f" ({acked_before / (killed - began):.0f}/s before the kill), lost {len(lost)},"
         f" failed (retried) {len(writer.errors)}; audit chain {verdict.rows} rows intact;"
         f" {len(open_after)} alerts open; {name} back as {back.role}"
     )

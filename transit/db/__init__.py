@@ -6,7 +6,8 @@ name: ``transits`` (transits and their timeline), ``alerts`` (and what *open* me
 ``devices``, ``seals``, ``offices``, ``corridors`` (the one place a stored corridor
 becomes a :class:`~transit.geofence.corridor.Corridor`), ``keys``, ``audit``,
 ``partners``, ``outbox``, ``dead_letters``, ``filtered``, ``retention``, ``workers``,
-``server`` (the server's own facts, for doctor). ``visibility`` decides who may see
+``server`` (the server's own facts, for doctor), ``pool`` (the API's connection
+pool, which outlives a failover). ``visibility`` decides who may see
 which transit and which of its fields, for every reader. ``store`` is ingest's unit of
 work over the repositories; ``migrate`` applies ``migrations/``.
 

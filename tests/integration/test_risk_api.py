@@ -7,6 +7,7 @@ ingest's own transaction (tests/risk_world.py)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -189,3 +190,45 @@ def test_an_exit_closure_records_the_inspection_and_feeds_the_history(scored, se
         nxt = world.declare(conn, token, [world.CLEAN], trader=trader)["clean"][0]
         assert risk_rows.history(conn, [nxt])[nxt]["trader_incidents"] == 1
         conn.rollback()
+
+
+def test_a_model_is_trained_from_what_inspections_found_and_then_scores(tx, settings) -> None:
+    token = secrets.token_hex(3).upper()
+    import random
+
+    from transit.services import risk as risk_service
+
+    rng = random.Random(7)
+    plans = [world.Plan(f"h{i}", 70.0) for i in range(24)]
+    made = world.declare(tx, token, plans)
+    with pytest.raises(ValueError, match="at least 100000"):
+        risk_service.train(tx, min_each=100_000)
+    earlier = risk_rows.labelled(tx)  # the shared database's history counts too
+    found_before = sum(bool(r["found"]) for r in earlier)
+    for i, (mrn, _) in enumerate(made.values()):
+        found = i % 2 == 0
+        feats = {"stops_near_limit": float(found) * 3 + rng.random(), "alerts": rng.random()}
+        tx.execute(
+            "INSERT INTO transit_risk (mrn, probability, level, reasons, features,"
+            " model_version, running, history) VALUES (%s, 0, 'low', '[]', %s, 0, '{}', '{}')",
+            (mrn, json.dumps(feats)),
+        )
+        tx.execute("UPDATE transits SET status = 'closed' WHERE mrn = %s", (mrn,))
+        risk_rows.inspect(
+            tx,
+            mrn,
+            inspected=True,
+            found=found,
+            note=None,
+            office="THBKK001",
+            actor="test",
+            probability=None,
+            level=None,
+        )
+    trained = risk_service.train(tx, min_each=10)
+    assert trained["found"] == found_before + 12
+    assert trained["clean"] == len(earlier) - found_before + 12
+    version, model = risk_service.model_of(tx, trained["version"])
+    assert version == trained["version"]
+    assert model.score({"stops_near_limit": 3.5}).probability > 0.5
+    assert model.score({"stops_near_limit": 0.0}).probability < 0.5

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean cluster-up cluster-down cluster-status test-cluster
+.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean cluster-up cluster-down cluster-status cluster-db-up cluster-db-down cluster-db-status cluster-api-up cluster-api-down cluster-api-status test-cluster
 
 setup: system venv services geodata web
 
@@ -71,9 +71,34 @@ cluster-down:
 cluster-status:
 	@bash scripts/cluster-broker.sh status
 
-# Starts the cluster, kills a node under load, stops it (bounded: a few minutes).
+# The HA database (docs/cluster-db.md): Patroni, one etcd, a primary and a synchronous
+# standby on loopback (PostgreSQL 54340/54341).
+cluster-db-up: services
+	@bash scripts/cluster-db.sh start
+
+cluster-db-down:
+	@bash scripts/cluster-db.sh stop
+
+cluster-db-status:
+	@bash scripts/cluster-db.sh status
+
+# N API processes behind HAProxy and N notifiers (docs/cluster-api.md): HAProxy on 18920.
+cluster-api-up: services
+	@bash scripts/cluster-api.sh start
+
+cluster-api-down:
+	@bash scripts/cluster-api.sh stop
+
+cluster-api-status:
+	@bash scripts/cluster-api.sh status
+
+# The cluster tests alone (they run in `make test` too): the broker, the database and
+# the API each with a node killed, then the whole stack with a broker node, the
+# database primary, an API and an ingest worker killed during one run (bounded: about
+# ten minutes in all). Each starts what it needs and stops it.
 test-cluster: services
-	$(VENV)/bin/pytest tests/e2e/test_cluster_broker.py
+	$(VENV)/bin/pytest tests/e2e/test_cluster_broker.py tests/e2e/test_cluster_db.py \
+		tests/e2e/test_cluster_api.py tests/e2e/test_cluster_stack.py
 
 clean: stop
 	rm -rf .run

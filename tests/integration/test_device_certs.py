@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -342,3 +343,50 @@ def test_a_bad_device_id_is_refused(
 ) -> None:
     with pytest.raises(pki.CertificateRequestError, match=problem):
         register_with_certificate(tx, stack.run, device_id)
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRANSIT_RUN_DIR": str(stack.run.run_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "transit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_the_cli_registers_with_a_certificate_that_logs_in_and_revokes_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    device_id = f"CRT{secrets.token_hex(3).upper()}CLI"
+    stack.made.append(device_id)
+    done = _cli(stack, "devices", "register", device_id, "--cert", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"device {device_id} registered (tracker) with certificate" in done.stdout
+    cert = ClientCert(tmp_path / f"{device_id}.crt", tmp_path / f"{device_id}.key")
+    ok, why = _attempt(stack.device, cert, device_id)
+    assert ok, f"the certificate the CLI wrote does not log in: {why}"
+
+    log = stack.run.run_dir / "mosquitto" / "mosquitto.log"
+    reloads = log.read_text().count("Reloading config")
+    done = _cli(stack, "devices", "revoke", device_id)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 10
+    while log.read_text().count("Reloading config") == reloads:
+        assert time.monotonic() < deadline, "the broker did not reload"
+        time.sleep(0.05)
+    ok, why = _attempt(stack.device, cert, device_id)
+    assert not ok, "still accepted after `transit devices revoke`"
+    again = _cli(stack, "devices", "revoke", device_id)
+    assert again.returncode == 1 and "no valid certificate" in again.stderr
+
+
+def test_the_cli_refuses_a_bad_csr_with_the_reason(stack: Stack, tmp_path: Path) -> None:
+    csr = tmp_path / "bad.csr"
+    csr.write_text("-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n")
+    device_id = f"CRT{secrets.token_hex(3).upper()}BAD"
+    done = _cli(stack, "devices", "register", device_id, "--csr", str(csr), "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert "transit: error:" in done.stderr and "CSR" in done.stderr.upper()
+    assert not (tmp_path / f"{device_id}.crt").exists()

@@ -123,6 +123,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_bench_credentials(args: argparse.Namespace) -> int:
+    from transit.bench.credentials import main
+
+    return main(
+        [
+            f"--devices={args.devices}",
+            f"--password-at={args.password_at}",
+            f"--repeat={args.repeat}",
+        ]
+    )
+
+
 def add_commands(sub: Any) -> None:
     """Add this module's commands to the ``transit`` parser."""
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
@@ -167,6 +179,14 @@ def add_commands(sub: Any) -> None:
     bk.add_argument("--covert-share", type=float, default=0.1)
     bk.add_argument("--seed", type=int, default=1, help="the training fleet's; test: seed + 1")
     bk.set_defaults(func=cmd_bench_risk)
+    bc = bench.add_parser(
+        "credentials",
+        help="registering the 100,000th device with a certificate against the password file",
+    )
+    bc.add_argument("--devices", type=int, default=100_000, help="the last one timed")
+    bc.add_argument("--password-at", type=int, default=10_000, help="password file size")
+    bc.add_argument("--repeat", type=int, default=10, help="registrations timed per point")
+    bc.set_defaults(func=cmd_bench_credentials)
 
     demo = sub.add_parser(
         "demo",

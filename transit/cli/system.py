@@ -44,6 +44,8 @@ def cmd_devices_register(args: argparse.Namespace) -> int:
     split_topic(f"transit/v1/devices/{args.device_id}/telemetry")  # refuses a bad id
     key = secrets.token_bytes(32) if args.with_key else None
     settings = get_settings()
+    if args.cert or args.csr:
+        return _register_with_certificate(args, settings, key)
     with connect() as conn:
         register_device(conn, args.device_id, args.kind, key)
         conn.commit()
@@ -53,6 +55,48 @@ def cmd_devices_register(args: argparse.Namespace) -> int:
     print(f"mqtt password: {device_password(settings.device_secret, args.device_id)}")
     if key is not None:
         print(f"hmac key (shown once): {key.hex()}")
+    return 0
+
+
+def _register_with_certificate(args: argparse.Namespace, settings: Any, key: bytes | None) -> int:
+    """A device that logs in with a client certificate from the device CA: the broker's
+    password file is not touched (docs/credentials.md)."""
+    import os
+
+    from transit import pki
+    from transit.provision import register_with_certificate
+
+    try:
+        csr = Path(args.csr).read_bytes() if args.csr else None
+        with connect() as conn:
+            issued = register_with_certificate(
+                conn, settings, args.device_id, kind=args.kind, csr=csr, hmac_key=key
+            )
+    except (pki.CertificateRequestError, OSError) as exc:
+        print(f"transit: error: {exc}", file=sys.stderr)
+        return 2
+    cert_file, key_file = pki.write_issued(issued, Path(args.out))
+    print(f"device {args.device_id} registered ({args.kind}) with certificate {issued.serial}")
+    print(f"certificate: {cert_file} (valid until {issued.not_after.isoformat()})")
+    if key_file is not None:
+        print(f"private key: {key_file} (made here, kept nowhere else)")
+    port = os.environ.get("TRANSIT_MQTT_CERT_PORT", "18838")
+    print(f"mqtts: the broker's certificate port ({port} here); the CN is the username")
+    if key is not None:
+        print(f"hmac key (shown once): {key.hex()}")
+    return 0
+
+
+def cmd_devices_revoke(args: argparse.Namespace) -> int:
+    from transit.provision import revoke_certificates
+
+    with connect() as conn:
+        serials = revoke_certificates(conn, get_settings(), args.device_id, serial=args.serial)
+    if not serials:
+        err = f"transit: error: {args.device_id} has no valid certificate to revoke"
+        print(err, file=sys.stderr)
+        return 1
+    print(f"revoked {', '.join(serials)}; the broker reloaded its revocation list")
     return 0
 
 
@@ -207,7 +251,18 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="give it a new HMAC key (printed once): its messages must be signed",
     )
+    reg.add_argument(
+        "--cert",
+        action="store_true",
+        help="log in with a client certificate from the device CA (a key pair is made)",
+    )
+    reg.add_argument("--csr", metavar="FILE", help="the device's own CSR (PEM): implies --cert")
+    reg.add_argument("--out", default=".", help="where DEVICE.crt (and .key) go (default .)")
     reg.set_defaults(func=cmd_devices_register)
+    rv = dev.add_parser("revoke", help="revoke a device's certificates (lost or stolen)")
+    rv.add_argument("device_id")
+    rv.add_argument("--serial", help="only this certificate (hex), not all the device's")
+    rv.set_defaults(func=cmd_devices_revoke)
 
     doc = sub.add_parser("doctor", help="check the database, TimescaleDB and the broker")
     doc.add_argument("--json", action="store_true", help="print the report as JSON")

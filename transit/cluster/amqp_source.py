@@ -26,6 +26,7 @@ from pika.exceptions import AMQPError  # type: ignore[import-untyped]
 from transit.cluster.broker import INGEST_QUEUE, declare_ingest_queue
 
 log = logging.getLogger(__name__)
+logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO is every socket step
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,17 @@ class Server:
 class ClusterApi:
     """The processes of ``scripts/cluster-api.sh`` with these ports and counts."""
 
-    def __init__(self, base: int | None = None, apis: int = 2, notifiers: int = 2) -> None:
+    def __init__(
+        self,
+        base: int | None = None,
+        apis: int = 2,
+        notifiers: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.base = base or int(os.environ.get("CLUSTER_API_PORT_BASE", DEFAULT_BASE))
         self.apis = apis
         self.notifiers = notifiers
+        self.env = env or {}  # for the processes: TRANSIT_DATABASE_URL (the HA database), ...
 
     @property
     def url(self) -> str:
@@ -63,6 +70,7 @@ class ClusterApi:
     def _script(self, command: str) -> str:
         env = dict(
             os.environ,
+            **self.env,
             CLUSTER_API_PORT_BASE=str(self.base),
             CLUSTER_API_N=str(self.apis),
             CLUSTER_NOTIFY_N=str(self.notifiers),

@@ -61,3 +61,10 @@ def test_geo_export_then_import_round_trips(tmp_path) -> None:
     back = _run("geo", "import", str(path))
     assert back.returncode == 0, back.stderr
     assert json.loads(_run("geo", "export").stdout) == doc
+
+
+def test_risk_train_refuses_too_few_labelled_transits_naming_the_counts() -> None:
+    proc = _run("risk", "train", "--min-each", "1000000")
+    assert proc.returncode == 2
+    assert "training needs at least 1000000 finished transits" in proc.stderr
+    assert "there are" in proc.stderr

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from transit import messages, retention
-from transit.cli import bench, fleet, keys, system
+from transit.cli import bench, fleet, keys, risk, system
 from transit.dead_letters import cli as dead_letters_cli
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="transit", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (system, fleet, bench, keys, dead_letters_cli, retention, messages):
+    for module in (system, fleet, bench, keys, risk, dead_letters_cli, retention, messages):
         module.add_commands(sub)
     return p
 

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup geodata web system venv services demo democheck test check lint typecheck pytest stop status doctor clean cluster-up cluster-down cluster-status cluster-db-up cluster-db-down cluster-db-status cluster-api-up cluster-api-down cluster-api-status test-cluster
+.PHONY: setup geodata web system venv services demo demo-cluster democheck test check lint typecheck pytest stop status doctor clean cluster-up cluster-down cluster-status cluster-db-up cluster-db-down cluster-db-status cluster-api-up cluster-api-down cluster-api-status test-cluster
 
 setup: system venv services geodata web
 
@@ -31,6 +31,12 @@ services: venv
 
 demo: setup
 	@$(VENV)/bin/transit demo
+
+# The same demo on the clustered stack (issue 14): 3 RabbitMQ nodes, Patroni primary and
+# synchronous standby, 2 APIs behind HAProxy, 2 notifiers, 2 ingest workers over AMQP.
+# The broker and database clusters stay up after Ctrl-C (make cluster-down cluster-db-down).
+demo-cluster: setup
+	@$(VENV)/bin/transit demo --cluster
 
 test: setup democheck check
 

@@ -117,9 +117,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             port=args.port,
             own_broker=args.own_broker,
             without=without,
+            cluster=args.cluster,
         )
     return run_demo(
-        get_settings(), trucks=args.trucks or 50, seed=args.seed, port=args.port, without=without
+        get_settings(),
+        trucks=args.trucks or 50,
+        seed=args.seed,
+        port=args.port,
+        without=without,
+        cluster=args.cluster,
     )
 
 
@@ -209,6 +215,13 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="with --check: run a Mosquitto of its own on a free port, so the check's devices"
         " never replace the shared broker's",
+    )
+    demo.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on the clustered stack: 3 RabbitMQ nodes, Patroni primary and synchronous"
+        " standby, 2 APIs behind HAProxy, 2 notifiers, 2 ingest workers over AMQP (make"
+        " demo-cluster)",
     )
     demo.add_argument(
         "--without",

@@ -103,7 +103,13 @@ def cmd_devices_revoke(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from transit.doctor import doctor, storage_lines
 
-    report = doctor(get_settings())
+    settings = get_settings()
+    report = doctor(settings)
+    if args.cluster:
+        from transit.cluster.doctor import check_cluster
+
+        report["cluster"] = check_cluster(settings)
+        report["ok"] = report["ok"] and report["cluster"]["ok"]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -117,6 +123,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(
             f"broker:      {'ok' if mq['ok'] else 'FAIL'} {mq.get('error', mq.get('reason', ''))}"
         )
+        if "cluster" in report:
+            from transit.cluster.doctor import cluster_lines
+
+            print("\ncluster:")
+            print("\n".join(cluster_lines(report["cluster"])))
     return 0 if report["ok"] else 1
 
 
@@ -266,6 +277,11 @@ def add_commands(sub: Any) -> None:
 
     doc = sub.add_parser("doctor", help="check the database, TimescaleDB and the broker")
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    doc.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also every node of the cluster profile: broker, database, API (role, health)",
+    )
     doc.set_defaults(func=cmd_doctor)
 
     ing = sub.add_parser("ingest", help="consume device messages into the database")

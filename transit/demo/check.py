@@ -27,6 +27,7 @@ import psycopg
 
 from firmware_sim.scenario import TruckPlan
 from transit.config import Settings
+from transit.demo.cluster import INGEST_WORKERS, MQTT_VERSION, ClusterStack, bring_up, wait_healthy
 from transit.demo.office import ApiError, CustomsOffice
 from transit.demo.prepare import Plan, fixes_stored, prepare, put_under_way, say, start_services
 from transit.demo.stack import OwnBroker, Services, api_answer, free_port
@@ -98,9 +99,19 @@ def run_check(
     port: int | None = None,
     own_broker: bool = False,
     without: frozenset[str] = frozenset(),
+    cluster: bool = False,
 ) -> int:
     """Run the demo's path until it has shown fixes, a departure and an alert (0), or
-    until ``timeout`` seconds have passed or a service exited (1, with the reason)."""
+    until ``timeout`` seconds have passed or a service exited (1, with the reason).
+    With ``cluster``, on the clustered stack (transit/demo/cluster.py); ``timeout``
+    counts from once it is up."""
+    stack: ClusterStack | None = None
+    if cluster:
+        try:
+            stack = bring_up(settings, say)
+        except (OSError, RuntimeError) as exc:
+            say(f"demo check: FAILED: the cluster did not come up: {exc}")
+            return 1
     t0 = time.monotonic()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="democheck-", dir=settings.run_dir))
@@ -117,18 +128,25 @@ def run_check(
         env |= {"TRANSIT_RUN_DIR": str(work), "TRANSIT_MQTT_URL": mqtt_url}
         settings = settings.model_copy(update={"run_dir": work, "mqtt_url": mqtt_url})
     port = port or free_port()
+    base = f"http://{settings.api_host}:{port}"
+    if stack is not None:
+        settings, base, env = stack.settings, stack.base, stack.env
     services = Services(env, log_dir=work / "logs")
     verdict = Verdict()
-    say(f"demo check: {trucks} trucks, API on port {port}, at most {timeout:.0f} s")
+    say(f"demo check: {trucks} trucks, API at {base}, at most {timeout:.0f} s")
     try:
-        plan = Plan(trucks, seed, INTERVAL_S, DEPART_AFTER_S)
+        plan = Plan(trucks, seed, INTERVAL_S, DEPART_AFTER_S, MQTT_VERSION if stack else "5")
         fleet = plan.fleet()
         demo_keys, known = prepare(settings, fleet)
         if broker is not None:
             broker.start(settings, known)
-        start_services(services, port, without)
-        base = f"http://{settings.api_host}:{port}"
-        failure = api_answer(base, services.procs["api"], t0 + timeout)
+        if stack is not None:
+            stack.register(fleet)
+            services.start("ingest", "ingest", "--workers", str(INGEST_WORKERS))
+            failure = wait_healthy(base, t0 + timeout)
+        else:
+            start_services(services, port, without)
+            failure = api_answer(base, services.procs["api"], t0 + timeout)
         if failure is None:
             with httpx.Client(base_url=base, timeout=10.0) as client:
                 office = CustomsOffice(
@@ -143,6 +161,8 @@ def run_check(
         services.stop()
         if broker is not None:
             broker.stop()
+        if stack is not None:
+            stack.stop()
     if failure:
         return _fail(failure, verdict, services, work, t0)
     say(f"demo check: ok in {time.monotonic() - t0:.1f} s: {verdict.figures()}")

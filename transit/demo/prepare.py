@@ -41,6 +41,7 @@ class Plan:
     seed: int
     interval_s: float
     depart_after_s: float
+    mqtt_version: str = "5"  # the cluster profile's RabbitMQ speaks 3.1.1
 
     def fleet(self) -> list[TruckPlan]:
         """The simulated trucks, as ``transit sim`` will drive them."""
@@ -60,6 +61,8 @@ class Plan:
             str(self.interval_s),
             "--depart-after",
             str(self.depart_after_s),
+            "--mqtt-version",
+            self.mqtt_version,
         )
 
 

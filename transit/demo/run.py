@@ -13,6 +13,13 @@ import psycopg
 
 from firmware_sim.scenario import TruckPlan
 from transit.config import Settings
+from transit.demo.cluster import (
+    INGEST_WORKERS,
+    MQTT_VERSION,
+    ClusterStack,
+    bring_up,
+    wait_healthy,
+)
 from transit.demo.office import ApiError, CustomsOffice
 from transit.demo.prepare import Plan, fixes_stored, prepare, put_under_way, say, start_services
 from transit.demo.stack import Services, api_answer
@@ -28,22 +35,33 @@ def run_demo(
     seed: int,
     port: int | None = None,
     without: frozenset[str] = frozenset(),
+    cluster: bool = False,
 ) -> int:
     """Start everything, put the fleet under way, print where to look and what is
     happening every ten seconds; restart a service that exits; stop on Ctrl-C.
+    With ``cluster``, on the clustered stack (transit/demo/cluster.py).
     Returns 1, having said why, when the stack cannot be set going."""
-    plan = Plan(trucks, seed, INTERVAL_S, DEPART_AFTER_S)
+    plan = Plan(trucks, seed, INTERVAL_S, DEPART_AFTER_S, MQTT_VERSION if cluster else "5")
     fleet = plan.fleet()
     port = port or settings.api_port
     base = f"http://{settings.api_host}:{port}"
     services = Services(os.environ.copy())
+    stack: ClusterStack | None = None
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        demo_keys, _ = prepare(settings, fleet)
-        start_services(services, port, without)
-        reason = api_answer(base, services.procs["api"], time.monotonic() + 60)
+        if cluster:
+            stack = bring_up(settings, say)
+            settings, base, services = stack.settings, stack.base, Services(stack.env)
+            demo_keys, _ = prepare(settings, fleet)
+            stack.register(fleet)
+            services.start("ingest", "ingest", "--workers", str(INGEST_WORKERS))
+            reason = wait_healthy(base, time.monotonic() + 60)
+        else:
+            demo_keys, _ = prepare(settings, fleet)
+            start_services(services, port, without)
+            reason = api_answer(base, services.procs["api"], time.monotonic() + 60)
         if reason:
             say(f"demo: {reason}")
             return 1
@@ -61,6 +79,7 @@ def run_demo(
                 f"  alerts        {base}/api/v1/alerts   (header X-API-Key)\n"
                 f"  health        {base}/health\n"
                 + "".join(f"  key {role:<16} {key}\n" for role, key in demo_keys.printed.items())
+                + (_cluster_text(stack) if stack else "")
                 + "Ctrl-C stops everything."
             )
             _follow(settings, office, fleet, since, services, stop)
@@ -69,8 +88,22 @@ def run_demo(
         return 1
     finally:
         services.stop()
+        if stack is not None:
+            stack.stop()
         say("demo: stopped")
     return 0
+
+
+def _cluster_text(stack: ClusterStack) -> str:
+    """Where the cluster's nodes are and how they stand, for the banner."""
+    from transit.cluster.doctor import check_cluster, cluster_lines
+
+    report = check_cluster(stack.settings)
+    return (
+        "cluster (transit doctor --cluster; broker and database stay up after Ctrl-C:"
+        " make cluster-down cluster-db-down):\n"
+        + "".join(f"  {line}\n" for line in cluster_lines(report))
+    )
 
 
 def _follow(

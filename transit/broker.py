@@ -14,6 +14,7 @@ import hmac
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from transit.config import Settings
@@ -68,15 +69,24 @@ def write_files(settings: Settings, device_ids: list[str], directory: Path) -> N
     }
     for dev in device_ids:
         users[dev] = device_password(settings.device_secret, dev)
-    tmp = directory / "passwd.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    # A temporary name of this writer's own: two processes never hash into one file.
+    fd, name = tempfile.mkstemp(prefix="passwd.", suffix=".tmp", dir=directory)
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, 0o640)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{u}:{p}\n" for u, p in users.items() if p)
+        subprocess.run(["mosquitto_passwd", "-U", str(tmp)], check=True)
+        _chown_like(tmp, directory)
+        tmp.replace(directory / "passwd")
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(prefix="acl.", suffix=".tmp", dir=directory)
     with os.fdopen(fd, "w") as f:
-        f.writelines(f"{u}:{p}\n" for u, p in users.items() if p)
-    subprocess.run(["mosquitto_passwd", "-U", str(tmp)], check=True)
-    _chown_like(tmp, directory)
-    tmp.replace(directory / "passwd")
-    (directory / "acl").write_text(acl_text(settings))
-    _chown_like(directory / "acl", directory)
+        f.write(acl_text(settings))
+    os.chmod(name, 0o644)
+    _chown_like(Path(name), directory)
+    Path(name).replace(directory / "acl")
 
 
 def _chown_like(path: Path, directory: Path) -> None:

@@ -64,10 +64,14 @@ def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:
     """Rewrite the broker's password file and ACL from the devices that log in with a
     password (not those issued a certificate), make the device CA if missing and sign
     its CRL again; reload the broker."""
+    conn.commit()  # what the caller registered is visible to the next process's read
+    device_certs.lock_broker_files(conn)
     ids = device_certs.password_device_ids(conn)
-    conn.commit()
     directory = settings.run_dir / "mosquitto"
-    broker.write_files(settings, ids, directory)
+    try:
+        broker.write_files(settings, ids, directory)
+    finally:
+        conn.commit()  # the lock goes with the transaction
     refresh_crl(conn, settings)
     if reload:
         broker.reload(directory)

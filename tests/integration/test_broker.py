@@ -69,3 +69,48 @@ def test_device_with_a_wrong_password_is_refused(settings) -> None:
     c, reason = _connect(settings, "ACL-A", "not-the-password")
     c.loop_stop()
     assert reason.is_failure
+
+
+def test_concurrent_registrations_in_several_processes_all_reach_the_password_file(
+    settings, tmp_path
+) -> None:
+    """Two API processes behind HAProxy register devices at once: each rewrites the
+    password file; none may lose another's device or trip over its temporary file."""
+    import secrets
+    import subprocess
+    import sys
+
+    import psycopg
+
+    run_dir = tmp_path / "run"
+    (run_dir / "mosquitto").mkdir(parents=True)
+    token = secrets.token_hex(3).upper()
+    ids = [f"SYNC{token}{i}" for i in range(6)]
+    script = (
+        "import sys, psycopg\n"
+        "from transit.config import get_settings\n"
+        "from transit.db.devices import register\n"
+        "from transit.provision import sync_broker\n"
+        "s = get_settings()\n"
+        "with psycopg.connect(s.database_url) as conn:\n"
+        "    for d in sys.argv[1:]:\n"
+        "        register(conn, d, 'tracker', None)\n"
+        "        conn.commit()\n"
+        "        sync_broker(conn, s, reload=False)\n"
+    )
+    env = {**__import__("os").environ, "TRANSIT_RUN_DIR": str(run_dir)}
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, *ids[i::3]], env=env) for i in range(3)
+        ]
+        assert [p.wait(120) for p in procs] == [0, 0, 0]
+        users = {
+            line.split(":", 1)[0]
+            for line in (run_dir / "mosquitto" / "passwd").read_text().splitlines()
+        }
+        assert set(ids) <= users
+        leftovers = [p.name for p in (run_dir / "mosquitto").iterdir() if p.suffix == ".tmp"]
+        assert leftovers == []
+    finally:
+        with psycopg.connect(settings.database_url) as conn:
+            conn.execute("DELETE FROM devices WHERE device_id = ANY(%s)", (ids,))

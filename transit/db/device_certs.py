@@ -70,6 +70,15 @@ def revoked(conn: Conn, now: datetime) -> list[tuple[str, datetime]]:
     ]
 
 
+BROKER_FILES_LOCK = 0x7B0F11  # pg_advisory_xact_lock key: one broker-file rewrite at a time
+
+
+def lock_broker_files(conn: Conn) -> None:
+    """Until the transaction ends, be the one process rewriting the broker's password
+    file: with several API processes, the last to write then wrote the newest list."""
+    run(conn, "SELECT pg_advisory_xact_lock(%s)", (BROKER_FILES_LOCK,))
+
+
 def password_device_ids(conn: Conn) -> list[str]:
     """The devices that log in with a password: those never issued a certificate."""
     return [

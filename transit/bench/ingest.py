@@ -42,6 +42,7 @@ import psycopg
 from firmware_sim.scenario import fleet_plan
 from transit.config import Settings
 from transit.db.migrate import migrate
+from transit.demo.stack import free_port
 from transit.devices import payload as wire
 from transit.geofence.corridor import acts_network
 from transit.localstack import (
@@ -293,7 +294,7 @@ def _one(
 
 def run(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
     """The whole benchmark; returns the figures."""
-    port = settings.mqtt_port + 1
+    port = free_port()  # the bench's own broker, wherever the stack's listeners are
     bs = bench_settings(settings, port)
     broker = BenchBroker(settings, port)
     broker.start()

@@ -118,6 +118,35 @@ def test_an_episode_that_ends_and_starts_again_is_two_rendezvous() -> None:
     assert ended.start == T0 and ended.duration_s == 360.0
 
 
+def test_a_stray_fix_of_a_stopped_truck_neither_ends_nor_splits_the_meeting() -> None:
+    """Multipath puts B's fix of minute 3 (still at 0 km/h) 100 m off: the same
+    meeting, reported at 5 minutes as if the fix had been true."""
+    b = [(east(LON, LAT, 20), LAT, 0.0)] * 3 + [(east(LON, LAT, 120), LAT, 0.0)]
+    b += [(east(LON, LAT, 20), LAT, 0.0)] * 5
+    _, results = feed_minutes({"A": still(LON), "B": b}, 8)
+    [r] = opened(results)
+    assert r.start == T0 and r.duration_s == 300.0 and r.distance_m == pytest.approx(20, abs=0.01)
+    assert results[3].together == 0 and not any(w.ended for w in results)
+
+
+def test_both_stopped_but_apart_past_gap_s_the_meeting_ends() -> None:
+    # Together 0-6 min; B's fixes then place it 900 m away, stopped (never seen moving).
+    b = [(east(LON, LAT, 25), LAT, 0.0)] * 7 + [(east(LON, LAT, 900), LAT, 0.0)] * 4
+    det = RendezvousDetector(RendezvousSettings(gap_s=120.0), zones=ENGINE.zones_of)
+    _, results = feed_minutes({"A": still(LON), "B": b}, 10, det)
+    assert len(opened(results)) == 1
+    assert [k for k, w in enumerate(results) if w.ended] == [8]  # 120 s past minute 6
+    assert results[8].ended[0].duration_s == 360.0
+
+
+def test_both_stopped_but_farther_apart_than_a_stray_fix_the_meeting_ends_at_once() -> None:
+    # B's next fix places it 1.5 km away, stopped: no multipath goes that far.
+    b = [(east(LON, LAT, 25), LAT, 0.0)] * 7 + [(east(LON, LAT, 1500), LAT, 0.0)] * 3
+    _, results = feed_minutes({"A": still(LON), "B": b}, 9)
+    assert len(opened(results)) == 1
+    assert [k for k, w in enumerate(results) if w.ended] == [7]
+
+
 def test_a_stale_fix_places_its_truck_nowhere() -> None:
     """B's tracker falls silent beside A: its last fix ages out, no meeting is claimed."""
     det = RendezvousDetector(RendezvousSettings(fresh_s=120.0))
@@ -203,6 +232,8 @@ def test_detectors_on_every_join_report_the_same_rendezvous() -> None:
 def test_settings_refuse_a_bound_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="distance_m"):
         RendezvousSettings(distance_m=0)
+    with pytest.raises(ValueError, match="gap_s"):
+        RendezvousSettings(gap_s=-1)
 
 
 def test_bench_reports_every_figure_and_both_joins_agree() -> None:

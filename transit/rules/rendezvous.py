@@ -10,9 +10,14 @@ is). A spatial join (:mod:`transit.rules.pairs`, a grid by default) finds the pa
 within ``distance_m``; pairs where either truck is inside an office or parking zone
 (the geofence engine's ``zones_of``) are left out. Each pair found together is
 remembered from when it was first seen (the later of its two fixes' times); once
-together for ``min_s`` it is reported, once per episode; an episode ends at the first
-window where the pair is not found together, and a reported one is reported ended,
-with its whole duration. Time is the fixes' event time; ``now`` is an argument.
+together for ``min_s`` it is reported, once per episode. An episode ends at the first
+window where the pair is not found together and either truck is no longer fresh and
+stopped (it drove off, or fell silent), or the two are more than ``stray_m`` apart, or
+their newest fixes are ``gap_s`` past the last time they were seen together: so a
+stopped truck's stray fix (multipath puts one fix in ten about 100 m off) neither ends
+a meeting nor splits it in two. A reported episode is reported ended, with its whole
+duration (to the last time seen together). Time is the fixes' event time; ``now`` is
+an argument.
 """
 
 from __future__ import annotations
@@ -41,9 +46,16 @@ class RendezvousSettings:
     distance_m: float = 50.0  # trucks this close or closer are together
     min_s: float = 5 * 60.0  # together this long: a rendezvous
     fresh_s: float = Thresholds().signal_lost_s  # an older fix places its truck nowhere
+    # Both still stopped, apart this long (event time) since last seen together: the
+    # meeting ended; shorter, stray fixes. The signal-loss time: a stray fix sent at the
+    # reporting period stands until the next one, which must not end the meeting.
+    gap_s: float = Thresholds().signal_lost_s
+    # Farther apart than this, both stopped, is no stray fix (multipath is ~100 m; the
+    # jump filter's least distance): one truck left, the meeting ended at once.
+    stray_m: float = Thresholds().jump_min_m
 
     def __post_init__(self) -> None:
-        for name in ("distance_m", "min_s", "fresh_s"):
+        for name in ("distance_m", "min_s", "fresh_s", "gap_s", "stray_m"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"rendezvous {name} must be a positive number, not {value!r}")
@@ -204,13 +216,21 @@ class RendezvousDetector:
         self._stop[s] = np.broadcast_to(fixes.stop_kmh, fixes.lons.shape)[pick]
         self._mrns[s] = np.asarray(fixes.mrns, dtype=object)[pick]
 
-    def pairs_together(self, now: datetime) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    def _live(self, now: datetime) -> NDArray[np.bool_]:
+        """Which trucks (table rows) are fresh and stopped at ``now``."""
+        n = len(self._devices)
+        t, speed = self._t[:n], self._speed[:n]
+        return np.asarray(
+            (t >= now.timestamp() - self.settings.fresh_s) & (speed <= self._stop[:n])
+        )
+
+    def pairs_together(
+        self, now: datetime, live: NDArray[np.bool_] | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """The trucks (table rows) together at ``now``: both fresh and stopped, within
         the distance, neither in a zone."""
         n = len(self._devices)
-        t, speed = self._t[:n], self._speed[:n]
-        live = (t >= now.timestamp() - self.settings.fresh_s) & (speed <= self._stop[:n])
-        rows = np.flatnonzero(live)
+        rows = np.flatnonzero(self._live(now) if live is None else live)
         i, j = self.join(self._lon[rows], self._lat[rows], self.settings.distance_m)
         a, b = rows[i], rows[j]
         if self.zones is not None and a.size:
@@ -224,7 +244,8 @@ class RendezvousDetector:
     def feed(self, fixes: Positions, now: datetime) -> Found:
         """Take a window's fixes and say what it brought at ``now``."""
         self._update(fixes)
-        a, b = self.pairs_together(now)
+        live = self._live(now)
+        a, b = self.pairs_together(now, live)
         apart = ground_m(self._lon[a], self._lat[a], self._lon[b], self._lat[b]).tolist()
         found = Found(together=len(a))
         current: set[tuple[str, str]] = set()
@@ -249,11 +270,35 @@ class RendezvousDetector:
             if not ep.reported and ep.last - ep.since >= self.settings.min_s:
                 ep.reported = True
                 found.opened.append(ep.seen)
-        for key in [k for k in self._episodes if k not in current]:
+        left = [k for k in self._episodes if k not in current]
+        for key, holds in zip(left, self._holding(left, live), strict=True):
+            if holds:
+                continue
             ep = self._episodes.pop(key)
             if ep.reported and ep.seen is not None:
                 found.ended.append(ep.seen)
         return found
+
+    def _holding(self, keys: list[tuple[str, str]], live: NDArray[np.bool_]) -> list[bool]:
+        """Of episodes not found together in this window, those that go on: both trucks
+        still fresh and stopped, closer than ``stray_m``, their newest fixes less than
+        ``gap_s`` past the last time they were seen together."""
+        if not keys:
+            return []
+        known = [(self._slot.get(a, -1), self._slot.get(b, -1)) for a, b in keys]
+        ra, rb = np.asarray(known, dtype=np.int64).reshape(-1, 2).T
+        seen = (ra >= 0) & (rb >= 0)  # a restored episode's truck may not have reported
+        ra, rb = np.where(seen, ra, 0), np.where(seen, rb, 0)
+        last = np.fromiter((self._episodes[k].last for k in keys), np.float64, len(keys))
+        apart = ground_m(self._lon[ra], self._lat[ra], self._lon[rb], self._lat[rb])
+        holds = (
+            seen
+            & live[ra]
+            & live[rb]
+            & (apart <= self.settings.stray_m)
+            & (np.maximum(self._t[ra], self._t[rb]) - last < self.settings.gap_s)
+        )
+        return [bool(h) for h in holds]
 
     def state(self) -> dict[str, Any]:
         """The episodes under way as a JSON-ready object: what another process needs to

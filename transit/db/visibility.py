@@ -49,9 +49,9 @@ PARTNER_FIELDS = (
 # Kept in a transit's ``details``; shown to those who see everything of it.
 PRIVATE_FIELDS = ("driver", "guarantee", "thresholds", "trader")
 # Reasons of a risk score a partner is not shown, as it is not shown what they come
-# from (the alerts, the trader): their contributions are summed into one reason,
-# ``withheld``, so a partner's reasons still add up to the score.
-PARTNER_WITHHELD_REASONS = ("alerts", "trader_incidents")
+# from (the alerts, the rendezvous alerts among them, the trader): their contributions
+# are summed into one reason, ``withheld``, so a partner's reasons still add up.
+PARTNER_WITHHELD_REASONS = ("alerts", "rendezvous", "trader_incidents")
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,9 @@ def test_a_journey_40_percent_slower_than_the_corridor_shows_in_its_pace_ratio()
 
 
 def test_events_and_history_are_features_as_given() -> None:
-    ev = Events(rendezvous=1, near_rendezvous=2, seal_events=3, alerts=4, trader_incidents=5)
+    ev = Events(rendezvous=1, seal_events=3, alerts=4, trader_incidents=5)
     got = features(track(), ev, None)
-    assert (got["rendezvous"], got["near_rendezvous"], got["seal_events"]) == (1, 2, 3)
+    assert (got["rendezvous"], got["seal_events"]) == (1, 3)
     assert (got["alerts"], got["trader_incidents"], got["vehicle_incidents"]) == (4, 5, 0)
 
 
@@ -172,6 +172,25 @@ def test_a_model_round_trips_through_json_and_its_fit_is_deterministic() -> None
     assert _fitted(seed=7).to_json() == model.to_json()
     with pytest.raises(ValueError, match="layout"):
         RiskModel.from_json({**model.to_json(), "v": 99})
+
+
+def test_a_stored_model_with_a_retired_feature_scores_the_same_without_its_reason() -> None:
+    # A model stored before near_rendezvous left FEATURES: the system gives it 0.
+    model = _fitted(seed=7)
+    data = model.to_json()
+    for key, extra in (("features", "near_rendezvous"), ("means", 0.3), ("scales", 0.5)):
+        data[key] = [*data[key][:7], extra, *data[key][7:]]
+    data["coefficients"] = [*data["coefficients"][:7], -0.4, *data["coefficients"][7:]]
+    old = RiskModel.from_json(data)
+    assert "near_rendezvous" in old.features and model.over(FEATURES) is model
+    now = old.over(FEATURES)
+    assert now.features == FEATURES
+    x = features(track(stop=(20, 13), gap=(40, 100)), Events(alerts=1), 50.0)
+    before, after = old.score(x), now.score(x)
+    assert after.logit == pytest.approx(before.logit) and after.level == before.level
+    assert "near_rendezvous" in {r.feature for r in before.reasons}
+    assert {r.feature for r in after.reasons} == set(FEATURES)
+    assert after.intercept == pytest.approx(before.intercept + 0.4 * 0.3 / 0.5)
 
 
 @pytest.mark.timeout(240)

@@ -37,13 +37,12 @@ from transit.model import AlertType, Fix, SealStatus
 from transit.risk.features import Events, Track, corridor_paces, features, pace
 from transit.risk.model import RiskModel, fit
 from transit.rules.movement import Thresholds
-from transit.rules.rendezvous import Positions, RendezvousDetector, RendezvousSettings
+from transit.rules.rendezvous import Positions, RendezvousDetector
 
 T0 = datetime(2026, 11, 23, 14, 50, tzinfo=UTC)  # 21:30 local solar time on the corridors
 STEP_S = 10.0  # a fix each
 UPLOAD_S = 30.0  # uploaded each
 NOISE_M = 10.0
-NEAR_S = 60.0  # trucks together this long: a meeting (a rendezvous from the rule's 5 min)
 
 
 @dataclass
@@ -54,7 +53,6 @@ class Drive:
     fixes: dict[str, list[Fix]] = field(default_factory=lambda: defaultdict(list))
     seals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     alerts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    meetings: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def drive(engine: GeofenceEngine, plans: list[RiskPlan], seed: int, duration_s: float) -> Drive:
@@ -67,7 +65,6 @@ def drive(engine: GeofenceEngine, plans: list[RiskPlan], seed: int, duration_s: 
     )
     mrn_of = {rp.plan.device_id: rp.plan.mrn for rp in plans}
     rule = RendezvousDetector(zones=engine.zones_of)
-    near = RendezvousDetector(RendezvousSettings(min_s=NEAR_S), zones=engine.zones_of)
     trucks = [rp.truck(seed * 1000 + i, STEP_S, NOISE_M) for i, rp in enumerate(plans)]
     out = Drive(plans)
     arm = [
@@ -111,13 +108,9 @@ def drive(engine: GeofenceEngine, plans: list[RiskPlan], seed: int, duration_s: 
                 out.seals[mrn_of[e.device_id]] += 1
         alerts = result.alerts + pipeline.tick(t)
         if result.fixes:
-            window = _positions(result.fixes, mrn_of)
-            for r in rule.feed(window, t).opened:
+            for r in rule.feed(_positions(result.fixes, mrn_of), t).opened:
                 for side in r.trucks:
                     out.alerts[side.mrn or ""].append(AlertType.RENDEZVOUS.value)
-            for r in near.feed(window, t).opened:
-                for side in r.trucks:
-                    out.meetings[side.mrn or ""] += 1
         for a in alerts:
             if a.action == "open":
                 out.alerts[a.mrn].append(a.type.value)
@@ -161,7 +154,6 @@ def fleet_features(
         rdv = raised.count(AlertType.RENDEZVOUS.value)
         events = Events(
             rendezvous=rdv,
-            near_rendezvous=max(0, run.meetings.get(mrn, 0) - rdv),
             seal_events=run.seals.get(mrn, 0),
             alerts=len(raised),
             vehicle_incidents=rp.history[0],

@@ -6,8 +6,8 @@ geofence engine's ``zones_of`` says). What the features look for is what stays u
 the alert rules' limits (:class:`transit.rules.movement.Thresholds`, the one source of
 them): stops outside permitted zones shorter than the stop limit, gaps in the signal
 shorter than the signal-loss time, a journey slower than the corridor's past transits
-with no single stop long enough to alert, and meetings with other trucks. Night is
-local solar time (UTC plus longitude / 15 h), 22:00 to 05:00. Pure; no clock is read.
+with no single stop long enough to alert. Night is local solar time (UTC plus
+longitude / 15 h), 22:00 to 05:00. Pure; no clock is read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ FEATURES = (
     "gap_seconds",  # seconds dark in gaps of half the signal-loss time or more
     "pace_ratio",  # log2 of time per km against the corridor's past transits' median
     "rendezvous",  # rendezvous alerts (another truck met)
-    "near_rendezvous",  # meetings with another truck shorter than the rendezvous limit
     "seal_events",  # seal reports other than "sealed" (opened, tampered, undeclared)
     "alerts",  # alerts opened on the transit
     "vehicle_incidents",  # earlier incidents of the vehicle
@@ -70,7 +69,6 @@ class Events:
     """What else the system knows of the transit: counts."""
 
     rendezvous: int = 0
-    near_rendezvous: int = 0
     seal_events: int = 0
     alerts: int = 0
     vehicle_incidents: int = 0

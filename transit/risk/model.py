@@ -96,6 +96,25 @@ class RiskModel:
         level = next(name for bound, name in LEVELS if p >= bound)
         return Score(p, level, logit, self.intercept, tuple(reasons))
 
+    def over(self, names: Sequence[str]) -> RiskModel:
+        """This model over the features of ``names`` alone. A feature it has outside
+        them is one the system no longer computes (a model stored before it was
+        removed): it counts as 0 for every transit, so its contribution is the constant
+        ``-weight * mean / scale``, folded here into the intercept. Scores are unchanged
+        and no reason stands for a value never measured."""
+        keep = [i for i, f in enumerate(self.features) if f in names]
+        if len(keep) == len(self.features):
+            return self
+        gone = (i for i in range(len(self.features)) if i not in keep)
+        fold = math.fsum(-self.coefficients[i] * self.means[i] / self.scales[i] for i in gone)
+        return RiskModel(
+            tuple(self.features[i] for i in keep),
+            tuple(self.means[i] for i in keep),
+            tuple(self.scales[i] for i in keep),
+            tuple(self.coefficients[i] for i in keep),
+            self.intercept + fold,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The model as a JSON-ready object."""
         return {

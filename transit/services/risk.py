@@ -44,14 +44,16 @@ def default() -> Packaged:
 
 
 def model_of(conn: Conn, version: int | None) -> tuple[int, RiskModel]:
-    """The model of ``version`` (None: the packaged default, version 0)."""
+    """The model of ``version`` (None: the packaged default, version 0), over the
+    features the system computes (:meth:`RiskModel.over`: a stored model's retired
+    features, such as ``near_rendezvous``, fold into its intercept)."""
     if version is None:
         return 0, default().model
     if version not in _models:
         data = stored.model(conn, version)
         if data is None:
             return 0, default().model
-        _models[version] = RiskModel.from_json(data)
+        _models[version] = RiskModel.from_json(data).over(FEATURES)
     return version, _models[version]
 
 

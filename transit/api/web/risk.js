@@ -18,7 +18,6 @@
     gap_seconds: 'seconds without signal',
     pace_ratio: 'pace against the corridor (log2)',
     rendezvous: 'rendezvous',
-    near_rendezvous: 'short meetings',
     seal_events: 'seal events',
     alerts: 'alerts raised',
     vehicle_incidents: "vehicle's earlier incidents",

@@ -249,3 +249,16 @@ def test_bench_past_its_all_pairs_bound_scales_a_sample_and_says_so() -> None:
     r = run(1000, all_pairs_max=5_000)
     assert r["all_pairs"].startswith("extrapolated from") and r["same_pairs"] is None
     assert r["join_ms_all_pairs"] > 0 and r["planted_found"] == r["planted_pairs"]
+
+
+def test_a_restored_meeting_whose_trucks_never_report_again_ends_without_an_error() -> None:
+    """A new lease holder restores the episodes; no truck under way has a fix yet."""
+    tracks = {"A": still(LON), "B": still(east(LON, LAT, 30))}
+    det, results = feed_minutes(tracks, 6)
+    assert len(opened(results)) == 1
+    again = RendezvousDetector(zones=ENGINE.zones_of)
+    again.restore(det.state())
+    at = T0 + timedelta(minutes=7)
+    found = again.feed(Positions.of([]), at)  # raised IndexError before
+    assert found.opened == []  # (ended unreported: restore() keeps no place to report)
+    assert again.state()["episodes"] == []

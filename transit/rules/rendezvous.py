@@ -288,6 +288,8 @@ class RendezvousDetector:
         known = [(self._slot.get(a, -1), self._slot.get(b, -1)) for a, b in keys]
         ra, rb = np.asarray(known, dtype=np.int64).reshape(-1, 2).T
         seen = (ra >= 0) & (rb >= 0)  # a restored episode's truck may not have reported
+        if not seen.any():  # (then the table may hold no truck at all)
+            return [False] * len(keys)
         ra, rb = np.where(seen, ra, 0), np.where(seen, rb, 0)
         last = np.fromiter((self._episodes[k].last for k in keys), np.float64, len(keys))
         apart = ground_m(self._lon[ra], self._lat[ra], self._lon[rb], self._lat[rb])

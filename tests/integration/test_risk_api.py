@@ -232,3 +232,33 @@ def test_a_model_is_trained_from_what_inspections_found_and_then_scores(tx, sett
     assert version == trained["version"]
     assert model.score({"stops_near_limit": 3.5}).probability > 0.5
     assert model.score({"stops_near_limit": 0.0}).probability < 0.5
+
+
+def test_a_risk_model_that_cannot_score_never_costs_ingest_its_batch(tx, settings) -> None:
+    """A stored model of a layout this code does not know (a newer release's, in a
+    rolling upgrade): the batch's fixes are stored, its scores are left as they were,
+    and the failure is counted; the queue would otherwise hand the batch from worker to
+    worker, each failing the same way."""
+    from transit import bootstrap
+    from transit.db import store
+    from transit.ingest import transaction
+    from transit.ingest.storage import load_pipeline
+
+    token = secrets.token_hex(3).upper()
+    made = world.declare(tx, token, [world.CLEAN])
+    mrn, device = made["clean"]
+    from transit.services import risk as risk_service
+
+    risk_rows.add_model(tx, {"v": 99, "features": []}, {"note": "from a newer release"})
+    # Models are cached by version; another test's rolled-back model may have had this one.
+    risk_service._models.clear()
+    now = tx.execute("SELECT now()").fetchone()[0]
+    batch = world.messages(device, world.fixes(world.CLEAN, now - timedelta(minutes=30)))[:20]
+    store.create_staging(tx)
+    pipeline = bootstrap.pipeline(settings)
+    load_pipeline(tx, pipeline, bootstrap.country_borders(), "")
+    written = transaction.ingest(tx, pipeline, batch, now, "test-risk", commit=False)
+    assert written.risk_errors == 1
+    stored = tx.execute("SELECT count(*) FROM fixes WHERE device_id = %s", (device,)).fetchone()
+    assert stored[0] == len(written.result.fixes) > 0
+    assert _score(tx, mrn) is None  # no score made from a model that cannot score

@@ -168,8 +168,13 @@ def model(conn: Conn, version: int) -> dict[str, Any] | None:
     return dict(found) if found is not None else None
 
 
+MODEL_LOCK = 0x715C01  # pg_advisory_xact_lock key: one new model version at a time
+
+
 def add_model(conn: Conn, model_json: dict[str, Any], metrics: dict[str, Any]) -> int:
-    """Store a newly trained model as the next version; its version."""
+    """Store a newly trained model as the next version; its version (two trainings at
+    once take the next two)."""
+    run(conn, "SELECT pg_advisory_xact_lock(%s)", (MODEL_LOCK,))
     return int(
         value(
             conn,

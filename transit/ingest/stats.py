@@ -60,6 +60,7 @@ class Stats:
     held: int = 0  # came before their predecessor: held
     released: int = 0  # held, then evaluated
     redelivered: int = 0  # evaluated before: acknowledged, nothing written
+    risk_errors: int = 0  # batches stored without their risk scores (logged why)
 
     def note(self, written: Written, batch: bool = False) -> None:
         """Count one transaction's phases and ordering; and, unless it wrote a ``batch``
@@ -69,6 +70,7 @@ class Stats:
         self.held += written.held
         self.released += written.released
         self.redelivered += written.duplicates
+        self.risk_errors += written.risk_errors
         if not batch:
             self.rows_written += written.rows
             self.filtered_fixes.update(f.reason for f in written.result.filtered)
@@ -79,6 +81,7 @@ class Stats:
             "messages_in": self.messages_in,
             "rows_written": self.rows_written,
             "duplicates": self.duplicates,
+            "risk_errors": self.risk_errors,
             "batches": self.batches,
             "alerts_raised": self.alerts_raised,
             "dead_letters": dict(self.dead_letters),

@@ -18,6 +18,7 @@ nor silent.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,8 @@ from transit.lifecycle import UNDER_WAY, LifecycleEvent, State
 from transit.rules.state import decode, encode
 from transit.services import risk
 
+log = logging.getLogger(__name__)
+
 Conn = psycopg.Connection[Any]
 Message = Decoded | rule_state.HeldMessage  # a held one is decoded again when its turn comes
 
@@ -50,6 +53,7 @@ class Written:
     released: int = 0  # held messages evaluated now
     duplicates: int = 0  # redelivered: acknowledged, nothing written
     transits: int = 0  # transits evaluated
+    risk_errors: int = 0  # 1: the risk scores could not be updated (logged), the rest stands
     timings: dict[str, float] = field(default_factory=dict)
 
     def lap(self, name: str, since: float) -> float:
@@ -252,8 +256,19 @@ def _evaluate(
     out.rows, out.alert_ids = write_result(conn, result)
     rule_state.note_seqs(conn, _newest_seqs(result))
     t = out.lap("write", t)
-    # The risk scores of the transits evaluated, from what this batch brought.
-    risk.update(conn, pipeline, result, live)
+    # The risk scores of the transits evaluated, from what this batch brought, in a
+    # savepoint: a score that cannot be made (a stored model or accumulators of another
+    # layout, say, in a rolling upgrade) is logged and counted, and never costs the
+    # batch its messages (the queue would hand it to the next worker, which would fail
+    # the same way).
+    try:
+        with conn.transaction():
+            risk.update(conn, pipeline, result, live)
+    except psycopg.OperationalError:
+        raise  # the connection: the whole batch is retried
+    except (psycopg.Error, ValueError, KeyError, TypeError) as exc:
+        log.error("risk scores of a batch not updated (%s: %s)", type(exc).__name__, exc)
+        out.risk_errors = 1
     out.lap("risk", t)
 
 

@@ -12,7 +12,9 @@ docs/credentials.md says why this design and how the broker is set up.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -164,13 +166,24 @@ class DeviceCA:
         """The CA in ``directory``; made first (key, self-signed certificate, an empty
         CRL) when the folder holds none."""
         key_file, cert_file = directory / "ca.key", directory / "ca.crt"
-        if key_file.exists() and cert_file.exists():
-            key = serialization.load_pem_private_key(key_file.read_bytes(), None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise ValueError(f"{key_file} is not an ECDSA key")
-            return cls(directory, key, x509.load_pem_x509_certificate(cert_file.read_bytes()))
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o755)  # the broker, under its own user, reads ca.crt and crl.pem
+        if not (key_file.exists() and cert_file.exists()):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)  # the broker, under its own user, reads ca.crt and crl.pem
+            # Several processes may find no CA at once: one makes it, the others wait
+            # and read it (two keys would make certificates that never verify).
+            with (directory / "ca.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (key_file.exists() and cert_file.exists()):
+                    return cls._make(directory, now, name)
+        key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_file} is not an ECDSA key")
+        return cls(directory, key, x509.load_pem_x509_certificate(cert_file.read_bytes()))
+
+    @classmethod
+    def _make(cls, directory: Path, now: datetime, name: str) -> DeviceCA:
+        """A new CA in ``directory``: key, self-signed certificate, an empty CRL."""
+        cert_file = directory / "ca.crt"
         key = new_key()
         subject = x509.Name(
             [
@@ -284,12 +297,15 @@ def _key_usage(ca: bool) -> x509.KeyUsage:
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.chmod(mode)
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)  # a name of this writer's own: two writers never mix their bytes
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        tmp.chmod(mode)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_issued(issued: Issued, directory: Path) -> tuple[Path, Path | None]:

@@ -70,9 +70,10 @@ def sync_broker(conn: Conn, settings: Settings, reload: bool = True) -> int:
     directory = settings.run_dir / "mosquitto"
     try:
         broker.write_files(settings, ids, directory)
-    finally:
-        conn.commit()  # the lock goes with the transaction
-    refresh_crl(conn, settings)
+    except BaseException:
+        conn.rollback()  # the lock goes with the transaction
+        raise
+    refresh_crl(conn, settings)  # still under the lock; it commits
     if reload:
         broker.reload(directory)
     return len(ids)
@@ -143,10 +144,19 @@ def revoke_certificates(
     (SIGHUP to the pid in ``broker_dir``, the project's broker by default). Returns the
     serials revoked; an empty list when there was nothing to revoke."""
     now = now or datetime.now(UTC)
-    ca = ca or device_ca(settings, now)
     with conn.transaction():
+        # Revocations and CRL refreshes one at a time: the CRL each writes lists every
+        # serial revoked before it, its own included, so the last one written has all.
+        device_certs.lock_broker_files(conn)
         serials = device_certs.revoke(conn, device_id, now, serial)
         if serials:
+            if ca is None:
+                if not (settings.run_dir / "device-ca" / "ca.key").exists():
+                    raise ValueError(
+                        f"no device CA under {settings.run_dir / 'device-ca'}: revoke on the"
+                        " machine whose CA issued the certificates"
+                    )
+                ca = device_ca(settings, now)
             listed = device_certs.revoked(conn, now)
             ca.write_crl([pki.Revoked(s, at) for s, at in listed], now)
     if serials:
@@ -161,9 +171,12 @@ def refresh_crl(
     its life (it is believed for ``pki.CRL_DAYS``): at every set-up and broker sync, and
     daily where the stack runs for long. Makes the CA if missing."""
     now = now or datetime.now(UTC)
-    ca = ca or device_ca(settings, now)
-    listed = [pki.Revoked(s, at) for s, at in device_certs.revoked(conn, now)]
-    conn.commit()
-    if ca.crl_is_current(listed, now):
-        return ca.crl_path
-    return ca.write_crl(listed, now)
+    device_certs.lock_broker_files(conn)  # not between a revocation and its CRL
+    try:
+        ca = ca or device_ca(settings, now)
+        listed = [pki.Revoked(s, at) for s, at in device_certs.revoked(conn, now)]
+        if ca.crl_is_current(listed, now):
+            return ca.crl_path
+        return ca.write_crl(listed, now)
+    finally:
+        conn.commit()  # the lock goes with the transaction

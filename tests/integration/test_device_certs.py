@@ -390,3 +390,39 @@ def test_the_cli_refuses_a_bad_csr_with_the_reason(stack: Stack, tmp_path: Path)
     assert done.returncode == 2
     assert "transit: error:" in done.stderr and "CSR" in done.stderr.upper()
     assert not (tmp_path / f"{device_id}.crt").exists()
+
+
+def test_concurrent_revocations_all_reach_the_crl(stack: Stack) -> None:
+    """Officers revoke stolen devices at the same moment (several API processes, each
+    its own connection): the revocation list the broker reads must list every one."""
+    from cryptography import x509
+
+    token = secrets.token_hex(3).upper()
+    ids = [f"CRT{token}C{i}" for i in range(8)]
+    serials = {}
+    with psycopg.connect(stack.run.database_url) as conn:
+        for d in ids:
+            serials[d] = stack.register(conn, d).serial
+            conn.commit()
+    start = threading.Barrier(len(ids))
+    errors: list[BaseException] = []
+
+    def revoke(device_id: str) -> None:
+        try:
+            with psycopg.connect(stack.run.database_url) as conn:
+                start.wait(10)
+                assert revoke_certificates(conn, stack.run, device_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=revoke, args=(d,)) for d in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    crl = x509.load_pem_x509_crl((stack.run.run_dir / "device-ca" / "crl.pem").read_bytes())
+    listed = {format(r.serial_number, "x") for r in crl}
+    assert set(serials.values()) <= listed, set(serials.values()) - listed
+    leftovers = [p.name for p in (stack.run.run_dir / "device-ca").iterdir() if ".tmp" in p.name]
+    assert leftovers == []

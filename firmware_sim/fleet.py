@@ -81,6 +81,10 @@ class Fleet:
         # (device, seq), counted on the PUBACK (resends after a failover included).
         self.sent: dict[str, dict[int, int]] = {}
         self.acked: set[tuple[str, int]] = set()
+        # A PUBACK may be handled (on paho's thread) before publish() has returned the
+        # mid here: such a mid waits in _early until _publish records its seq.
+        self._early: dict[str, set[int]] = {}
+        self._acks = threading.Lock()
         self._pending: list[mqtt.MQTTMessageInfo] = []
         self.transport = FlakyTransport()
 
@@ -113,9 +117,12 @@ class Fleet:
     def _on_publish(
         self, device_id: str, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any
     ) -> None:
-        seq = self.sent.get(device_id, {}).get(mid)
-        if seq is not None:
-            self.acked.add((device_id, seq))
+        with self._acks:
+            seq = self.sent.get(device_id, {}).get(mid)
+            if seq is not None:
+                self.acked.add((device_id, seq))
+            else:
+                self._early.setdefault(device_id, set()).add(mid)
 
     def inject_breach(self, device_id: str) -> None:
         """Cut a seal of one truck now (its report goes out at once)."""
@@ -128,8 +135,13 @@ class Fleet:
         payload, props = signed(key, topic, wire.encode(model), self.mqtt_version)
         info = self.clients[device_id].publish(topic, payload, qos=1, properties=props)
         seq = getattr(model, "seq", None)
-        if seq is not None:
-            self.sent.setdefault(device_id, {})[info.mid] = seq
+        with self._acks:
+            early = info.mid in self._early.get(device_id, ())
+            self._early.get(device_id, set()).discard(info.mid)
+            if seq is not None:
+                self.sent.setdefault(device_id, {})[info.mid] = seq
+                if early:
+                    self.acked.add((device_id, seq))
         # Published while the broker is away: paho keeps it and sends it on reconnect,
         # but its handle cannot be waited on; only those sent now are tracked.
         if info.rc == mqtt.MQTT_ERR_SUCCESS:

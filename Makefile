@@ -104,7 +104,7 @@ cluster-api-status:
 # ten minutes in all). Each starts what it needs and stops it.
 test-cluster: services
 	$(VENV)/bin/pytest tests/e2e/test_cluster_broker.py tests/e2e/test_cluster_db.py \
-		tests/e2e/test_cluster_api.py tests/e2e/test_cluster_stack.py
+		tests/e2e/test_cluster_api.py tests/e2e/test_cluster_stack.py tests/e2e/test_demo_cluster.py
 
 clean: stop
 	rm -rf .run

@@ -68,3 +68,19 @@ def test_risk_train_refuses_too_few_labelled_transits_naming_the_counts() -> Non
     assert proc.returncode == 2
     assert "training needs at least 1000000 finished transits" in proc.stderr
     assert "there are" in proc.stderr
+
+
+def test_an_unreachable_database_is_said_in_one_line_not_a_traceback() -> None:
+    import os
+
+    env = {**os.environ, "TRANSIT_DATABASE_URL": "postgresql://x:y@127.0.0.1:1/none"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "transit.cli", "risk", "train"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("transit: error: the database is unreachable")
+    assert "Traceback" not in proc.stderr

@@ -370,8 +370,13 @@ def test_the_cli_registers_with_a_certificate_that_logs_in_and_revokes_it(
 
     log = stack.run.run_dir / "mosquitto" / "mosquitto.log"
     reloads = log.read_text().count("Reloading config")
-    done = _cli(stack, "devices", "revoke", device_id)
+    serial = next(line for line in done.stdout.splitlines() if "with certificate" in line)
+    serial = serial.rsplit(" ", 1)[1]
+    # as `openssl x509 -serial` prints it: upper case, in pairs with colons
+    openssl = ":".join(serial.upper().zfill(40)[i : i + 2] for i in range(0, 40, 2))
+    done = _cli(stack, "devices", "revoke", device_id, "--serial", openssl)
     assert done.returncode == 0, done.stderr
+    assert f"revoked {serial}" in done.stdout
     deadline = time.monotonic() + 10
     while log.read_text().count("Reloading config") == reloads:
         assert time.monotonic() < deadline, "the broker did not reload"
@@ -426,3 +431,19 @@ def test_concurrent_revocations_all_reach_the_crl(stack: Stack) -> None:
     assert set(serials.values()) <= listed, set(serials.values()) - listed
     leftovers = [p.name for p in (stack.run.run_dir / "device-ca").iterdir() if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_the_cli_refuses_an_out_folder_it_cannot_use_before_registering(
+    stack: Stack, tmp_path: Path, db: psycopg.Connection[Any]
+) -> None:
+    """The private key made here exists nowhere else: where it goes is checked first."""
+    device_id = f"CRT{secrets.token_hex(3).upper()}OUT"
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    done = _cli(stack, "devices", "register", device_id, "--cert", "--out", str(a_file))
+    assert done.returncode == 2 and "is not a directory" in done.stderr
+    (tmp_path / f"{device_id}.key").write_text("an earlier key")
+    done = _cli(stack, "devices", "register", device_id, "--cert", "--out", str(tmp_path))
+    assert done.returncode == 2 and "exists" in done.stderr
+    assert (tmp_path / f"{device_id}.key").read_text() == "an earlier key"
+    assert not devices.exists(db, device_id)

@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+import psycopg
+
 from transit import messages, retention
 from transit.cli import bench, fleet, keys, risk, system
 from transit.dead_letters import cli as dead_letters_cli
@@ -40,4 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # bad input named by the layer that refused it
         print(f"transit: error: {exc}", file=sys.stderr)
         return 2
+    except psycopg.OperationalError as exc:  # not this command's fault: say so, no traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"transit: error: the database is unreachable ({first})", file=sys.stderr)
+        return 1
     return rc

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+from transit.cli.common import positive_int
 from transit.config import get_settings
 
 
@@ -108,6 +110,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from transit.demo import run_check, run_demo
 
     without = frozenset(args.without or ())
+    if args.cluster and (without or args.own_broker or args.port):
+        # the cluster profile runs every service, on its own ports and broker nodes
+        print(
+            "transit: error: --cluster takes none of --without, --own-broker, --port",
+            file=sys.stderr,
+        )
+        return 2
     if args.check:
         return run_check(
             get_settings(),
@@ -189,9 +198,9 @@ def add_commands(sub: Any) -> None:
         "credentials",
         help="registering the 100,000th device with a certificate against the password file",
     )
-    bc.add_argument("--devices", type=int, default=100_000, help="the last one timed")
-    bc.add_argument("--password-at", type=int, default=10_000, help="password file size")
-    bc.add_argument("--repeat", type=int, default=10, help="registrations timed per point")
+    bc.add_argument("--devices", type=positive_int, default=100_000, help="the last one timed")
+    bc.add_argument("--password-at", type=positive_int, default=10_000, help="password file size")
+    bc.add_argument("--repeat", type=positive_int, default=10, help="registrations timed per point")
     bc.set_defaults(func=cmd_bench_credentials)
 
     demo = sub.add_parser(

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from transit.cli.common import connect
+from transit.cli.common import connect, positive_int
 
 
 def cmd_risk_train(args: argparse.Namespace) -> int:
@@ -30,6 +30,9 @@ def add_commands(sub: Any) -> None:
         " it scores from the next batch on",
     )
     tr.add_argument(
-        "--min-each", type=int, default=10, help="transits needed of each label (default 10)"
+        "--min-each",
+        type=positive_int,
+        default=10,
+        help="transits needed of each label (default 10)",
     )
     tr.set_defaults(func=cmd_risk_train)

@@ -66,6 +66,19 @@ def _register_with_certificate(args: argparse.Namespace, settings: Any, key: byt
     from transit import pki
     from transit.provision import register_with_certificate
 
+    out = Path(args.out)
+    # Where the files go is checked before anything is registered: the key made here
+    # exists nowhere else, and an earlier one is never overwritten.
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is not a directory")
+    taken = [
+        p for p in (out / f"{args.device_id}.crt", out / f"{args.device_id}.key") if p.exists()
+    ]
+    if taken:
+        raise ValueError(f"{taken[0]} exists: move it away or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out} is not writable")
     try:
         csr = Path(args.csr).read_bytes() if args.csr else None
         with connect() as conn:
@@ -75,7 +88,7 @@ def _register_with_certificate(args: argparse.Namespace, settings: Any, key: byt
     except (pki.CertificateRequestError, OSError) as exc:
         print(f"transit: error: {exc}", file=sys.stderr)
         return 2
-    cert_file, key_file = pki.write_issued(issued, Path(args.out))
+    cert_file, key_file = pki.write_issued(issued, out)
     print(f"device {args.device_id} registered ({args.kind}) with certificate {issued.serial}")
     print(f"certificate: {cert_file} (valid until {issued.not_after.isoformat()})")
     if key_file is not None:
@@ -88,15 +101,30 @@ def _register_with_certificate(args: argparse.Namespace, settings: Any, key: byt
 
 
 def cmd_devices_revoke(args: argparse.Namespace) -> int:
+    import os
+
     from transit.provision import revoke_certificates
 
+    serial = None
+    if args.serial:  # as openssl prints it too: upper case, zero-padded, with colons
+        try:
+            serial = format(int(args.serial.replace(":", "").strip(), 16), "x")
+        except ValueError:
+            raise ValueError(f"--serial {args.serial!r} is not a hexadecimal serial") from None
+    settings = get_settings()
     with connect() as conn:
-        serials = revoke_certificates(conn, get_settings(), args.device_id, serial=args.serial)
+        serials = revoke_certificates(conn, settings, args.device_id, serial=serial)
     if not serials:
         err = f"transit: error: {args.device_id} has no valid certificate to revoke"
+        err += f" with serial {serial}" if serial else ""
         print(err, file=sys.stderr)
         return 1
-    print(f"revoked {', '.join(serials)}; the broker reloaded its revocation list")
+    try:
+        os.kill(int((settings.run_dir / "mosquitto" / "mosquitto.pid").read_text().strip()), 0)
+        said = "the broker reloaded its revocation list"
+    except (OSError, ValueError):
+        said = "the revocation list is written; the broker is not running and reads it on start"
+    print(f"revoked {', '.join(serials)}; {said}")
     return 0
 
 

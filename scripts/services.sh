@@ -93,6 +93,28 @@ stop_pg() {
 
 mq_pid() { cat "$RUN/mosquitto/mosquitto.pid" 2>/dev/null || true; }
 mq_running() { local p; p=$(mq_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+sup_pid() { cat "$RUN/mosquitto/supervisor.pid" 2>/dev/null || true; }
+sup_running() { local p; p=$(sup_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+# Mosquitto 2.0.11 (Debian 12) now and then dies of a segfault some seconds after a
+# reload (SIGHUP, sent on every device registration), as the kernel log shows here.
+# A supervisor starts it again within a second, as systemd's Restart=on-failure would;
+# its persistence file keeps the sessions and queued messages. Each restart is logged
+# in supervisor.log. It stops when `stopping` exists (stop_mq). It writes the broker's
+# pid file itself (Mosquitto's own pid_file is for daemon mode).
+supervise_mq() {
+  local d=$1
+  while :; do
+    mosquitto -c "$d/mosquitto.conf" &
+    echo $! >"$d/mosquitto.pid"
+    wait $!
+    local rc=$?
+    [ -e "$d/stopping" ] && break
+    echo "$(date -u +%FT%TZ) mosquitto exited with status $rc; started again" >>"$d/supervisor.log"
+    sleep 1
+  done
+  rm -f "$d/mosquitto.pid"
+}
 
 start_mq() {
   local d="$RUN/mosquitto" ca="$RUN/device-ca" tls="$RUN/tls"
@@ -127,32 +149,41 @@ log_type error
 log_type warning
 log_type notice
 log_type information
-pid_file $d/mosquitto.pid
 user mosquitto
 CONF
   # Password file and ACL come from the project's users and the registered devices.
   "$ROOT/.venv/bin/transit" broker sync --no-reload
   chown -R mosquitto:mosquitto "$d"
-  if ! mq_running; then
-    rm -f "$d/mosquitto.pid"
-    mosquitto -c "$d/mosquitto.conf" -d
-    for _ in $(seq 50); do
-      (exec 3<>/dev/tcp/127.0.0.1/"$MQTT_PORT") 2>/dev/null && break
-      sleep 0.1
-    done
-  else
+  if ! sup_running; then
+    if mq_running; then kill "$(mq_pid)"; sleep 1; fi # one started before the supervisor
+    rm -f "$d/mosquitto.pid" "$d/stopping"
+    setsid bash -c "$(declare -f supervise_mq); supervise_mq \"\$0\"" "$d" \
+      </dev/null >>"$d/supervisor.log" 2>&1 &
+    echo $! >"$d/supervisor.pid"
+  elif mq_running; then
     kill -HUP "$(mq_pid)"
   fi
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$MQTT_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
 }
 
 stop_mq() {
+  local d="$RUN/mosquitto"
+  [ -d "$d" ] && touch "$d/stopping" # the supervisor must not start it again
   if mq_running; then
     # Mosquitto writes its persistence file on the way out: wait for it, then insist.
     local p; p=$(mq_pid); kill "$p"
     for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$p" 2>/dev/null && kill -9 "$p"
-    rm -f "$RUN/mosquitto/mosquitto.pid"
   fi
+  if sup_running; then
+    local s; s=$(sup_pid)
+    for _ in $(seq 50); do kill -0 "$s" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$s" 2>/dev/null && kill "$s"
+  fi
+  rm -f "$d/mosquitto.pid" "$d/supervisor.pid" "$d/stopping"
 }
 
 case "${1:-}" in

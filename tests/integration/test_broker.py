@@ -114,3 +114,37 @@ def test_concurrent_registrations_in_several_processes_all_reach_the_password_fi
     finally:
         with psycopg.connect(settings.database_url) as conn:
             conn.execute("DELETE FROM devices WHERE device_id = ANY(%s)", (ids,))
+
+
+def test_a_broker_that_dies_is_started_again_by_its_supervisor(settings) -> None:
+    """Mosquitto 2.0.11 may segfault after a reload: the stack's broker comes back."""
+    import os
+    import signal
+
+    d = settings.run_dir / "mosquitto"
+    pid = int((d / "mosquitto.pid").read_text())
+    os.kill(pid, signal.SIGSEGV)
+    deadline = time.monotonic() + 15
+    new = pid
+    while time.monotonic() < deadline:
+        try:
+            new = int((d / "mosquitto.pid").read_text())
+            os.kill(new, 0)
+        except (OSError, ValueError):
+            new = pid
+        if new != pid:
+            break
+        time.sleep(0.1)
+    assert new != pid, "the broker was not started again"
+    while time.monotonic() < deadline:
+        try:
+            c, reason = _connect(settings, settings.mqtt_ingest_user, settings.mqtt_ingest_password)
+            c.loop_stop()
+            c.disconnect()
+            if not reason.is_failure:
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the broker started again does not accept its users")
+    assert "started again" in (d / "supervisor.log").read_text()

@@ -362,7 +362,8 @@ def test_two_notifiers_deliver_each_notice_once_and_a_killed_one_only_its_own_ag
         by = sender_ports([s.pid for s in senders], receiver.server_address[1])
         with receiver.lock:
             shares = Counter(by.get(port) for i, port, _ in receiver.got if i in first)
-        assert set(shares) == {s.pid for s in senders}, shares
+        # Both sent a share (a port not found is a connection httpx had closed by then).
+        assert {s.pid for s in senders} <= set(shares), shares
         # One of them SIGKILLed mid-run (a notice of its in flight, likely).
         second = enqueue(db, 200)
         wait_for(lambda: sum(receiver.ids()[i] for i in second) >= 60, 60, "60 sent")

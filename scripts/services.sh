@@ -96,25 +96,8 @@ mq_running() { local p; p=$(mq_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 sup_pid() { cat "$RUN/mosquitto/supervisor.pid" 2>/dev/null || true; }
 sup_running() { local p; p=$(sup_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
-# Mosquitto 2.0.11 (Debian 12) now and then dies of a segfault some seconds after a
-# reload (SIGHUP, sent on every device registration), as the kernel log shows here.
-# A supervisor starts it again within a second, as systemd's Restart=on-failure would;
-# its persistence file keeps the sessions and queued messages. Each restart is logged
-# in supervisor.log. It stops when `stopping` exists (stop_mq). It writes the broker's
-# pid file itself (Mosquitto's own pid_file is for daemon mode).
-supervise_mq() {
-  local d=$1
-  while :; do
-    mosquitto -c "$d/mosquitto.conf" &
-    echo $! >"$d/mosquitto.pid"
-    wait $!
-    local rc=$?
-    [ -e "$d/stopping" ] && break
-    echo "$(date -u +%FT%TZ) mosquitto exited with status $rc; started again" >>"$d/supervisor.log"
-    sleep 1
-  done
-  rm -f "$d/mosquitto.pid"
-}
+# The broker runs under scripts/supervise-mosquitto.sh, which starts it again when it
+# dies (Debian 12's Mosquitto 2.0.11 segfaults now and then after a reload).
 
 start_mq() {
   local d="$RUN/mosquitto" ca="$RUN/device-ca" tls="$RUN/tls"
@@ -157,8 +140,7 @@ CONF
   if ! sup_running; then
     if mq_running; then kill "$(mq_pid)"; sleep 1; fi # one started before the supervisor
     rm -f "$d/mosquitto.pid" "$d/stopping"
-    setsid bash -c "$(declare -f supervise_mq); supervise_mq \"\$0\"" "$d" \
-      </dev/null >>"$d/supervisor.log" 2>&1 &
+    setsid bash "$ROOT/scripts/supervise-mosquitto.sh" "$d" </dev/null >>"$d/supervisor.log" 2>&1 &
     echo $! >"$d/supervisor.pid"
   elif mq_running; then
     kill -HUP "$(mq_pid)"

@@ -95,6 +95,10 @@ def ingest(settings):
     worker = bootstrap.ingest_worker(settings, WorkerConfig(client_id="transit-ingest-0"))
     runner = threading.Thread(target=worker.run, daemon=True)
     runner.start()
+    # Subscribed before the test publishes: a message published to a shared subscription
+    # with no session in the group yet reaches nobody (the group's session may have been
+    # ended by the last worker that left).
+    assert worker.membership.subscribed.wait(30), "the ingest worker did not subscribe"
     yield worker
     worker.stop()
     runner.join(10)

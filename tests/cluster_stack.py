@@ -27,12 +27,10 @@ import psycopg
 from firmware_sim.catalogue import STEP, Scenario, catalogue, clean_fleet
 from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import TruckPlan
+from tests.catalogue_db import provision_catalogue
 from transit.broker import device_password
 from transit.cluster.broker import Management, Node
 from transit.config import Settings
-from transit.db.migrate import migrate
-from transit.geofence.corridor import acts_network
-from transit.provision import import_geojson, provision_fleet
 
 STEPS = 240  # 40 minutes of event time per truck
 CLEAN = 21
@@ -97,24 +95,7 @@ def reset(settings: Settings, nodes: list[Node]) -> None:
     """The ingest queue emptied, and the test's database emptied and provisioned for a
     run."""
     Management(nodes, settings.mqtt_admin_user, settings.mqtt_admin_password).purge()
-    with psycopg.connect(settings.database_url) as conn:
-        migrate(conn)
-        conn.execute(
-            "TRUNCATE fixes, seal_events, filtered_fixes, dead_letters, alerts, transits,"
-            " devices, corridors, offices, ingest_workers, audit_log, transit_events,"
-            " rule_state, pending_messages, raw_messages, ingest_slots, leases CASCADE"
-        )
-        conn.commit()
-        import_geojson(conn, acts_network())
-        provision_fleet(conn, plans())
-        for s in scenarios():
-            if s.thresholds:
-                conn.execute(
-                    "UPDATE transits SET details = coalesce(details, '{}')"
-                    " || jsonb_build_object('thresholds', %s::jsonb) WHERE mrn = %s",
-                    (psycopg.types.json.Jsonb(s.thresholds), s.plan.mrn),
-                )
-        conn.commit()
+    provision_catalogue(settings, scenarios(), plans())
 
 
 def start_workers(settings: Settings, n: int, prefix: str) -> list[subprocess.Popen[bytes]]:

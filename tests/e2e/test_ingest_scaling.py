@@ -33,12 +33,10 @@ import pytest
 from firmware_sim.catalogue import STEP, Scenario, catalogue, clean_fleet
 from firmware_sim.fleet import Fleet
 from firmware_sim.scenario import TruckPlan
+from tests.catalogue_db import provision_catalogue
 from transit.config import Settings
-from transit.db.migrate import migrate
 from transit.demo.stack import OwnBroker, free_port
-from transit.geofence.corridor import acts_network
 from transit.localstack import open_session
-from transit.provision import import_geojson, provision_fleet
 
 STEPS = 240  # 40 minutes of event time per truck
 CLEAN = 21
@@ -84,27 +82,7 @@ def _plans() -> list[TruckPlan]:
 
 
 def _reset(settings: Settings, scenarios: list[Scenario], plans: list[TruckPlan]) -> None:
-    with psycopg.connect(settings.database_url) as conn:
-        migrate(conn)
-        conn.execute(
-            "TRUNCATE fixes, seal_events, filtered_fixes, dead_letters, alerts, transits,"
-            " devices, corridors, offices, ingest_workers, audit_log, transit_events,"
-            " rule_state, pending_messages CASCADE"
-        )
-        for table in ("raw_messages", "ingest_slots", "leases"):
-            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
-                conn.execute(f"TRUNCATE {table}")
-        conn.commit()
-        import_geojson(conn, acts_network())
-        provision_fleet(conn, plans)
-        for s in scenarios:
-            if s.thresholds:
-                conn.execute(
-                    "UPDATE transits SET details = coalesce(details, '{}')"
-                    " || jsonb_build_object('thresholds', %s::jsonb) WHERE mrn = %s",
-                    (psycopg.types.json.Jsonb(s.thresholds), s.plan.mrn),
-                )
-        conn.commit()
+    provision_catalogue(settings, scenarios, plans)
 
 
 def _start_workers(settings: Settings, n: int, group: str) -> list[subprocess.Popen[bytes]]:

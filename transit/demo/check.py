@@ -27,7 +27,7 @@ import psycopg
 
 from firmware_sim.scenario import TruckPlan
 from transit.config import Settings
-from transit.demo.cluster import INGEST_WORKERS, MQTT_VERSION, ClusterStack, bring_up, wait_healthy
+from transit.demo.cluster import INGEST_WORKERS, MQTT_VERSION, ClusterStack, bring_up
 from transit.demo.office import ApiError, CustomsOffice
 from transit.demo.prepare import Plan, fixes_stored, prepare, put_under_way, say, start_services
 from transit.demo.stack import OwnBroker, Services, api_answer, free_port
@@ -143,7 +143,7 @@ def run_check(
         if stack is not None:
             stack.register(fleet)
             services.start("ingest", "ingest", "--workers", str(INGEST_WORKERS))
-            failure = wait_healthy(base, t0 + timeout)
+            failure = api_answer(base, None, t0 + timeout)
         else:
             start_services(services, port, without)
             failure = api_answer(base, services.procs["api"], t0 + timeout)

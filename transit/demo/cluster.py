@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
 from firmware_sim.scenario import TruckPlan
 from transit.broker import device_password
 from transit.cluster.api import ClusterApi
@@ -80,18 +78,3 @@ def bring_up(settings: Settings, say: Callable[[str], None]) -> ClusterStack:
     say(f"demo: cluster up in {time.monotonic() - t0:.0f} s")
     own = settings.model_copy(update={"database_url": url, "mqtt_url": mqtt, "amqp_url": amqp})
     return ClusterStack(own, {**os.environ, **extra}, nodes, api)
-
-
-def wait_healthy(base: str, deadline: float) -> str | None:
-    """None once HAProxy's front answers /health with 200; otherwise why not."""
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(f"{base}/health", timeout=2.0)
-            if r.status_code == 200:
-                return None
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            last = str(exc) or type(exc).__name__
-        time.sleep(0.2)
-    return f"the API did not answer through HAProxy at {base}/health ({last})"

@@ -93,11 +93,12 @@ class Services:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def api_answer(base: str, proc: subprocess.Popen[bytes], deadline: float) -> str | None:
-    """None once ``base``/health answers 200; otherwise why not, by ``deadline``."""
+def api_answer(base: str, proc: subprocess.Popen[bytes] | None, deadline: float) -> str | None:
+    """None once ``base``/health answers 200; otherwise why not, by ``deadline``. With
+    ``proc`` (the API process), its exit is the reason at once."""
     last = "no answer"
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             return f"the API exited with code {proc.returncode}"
         try:
             r = httpx.get(f"{base}/health", timeout=2.0)
